@@ -1,0 +1,232 @@
+"""Graph semantics of backward: reuse, diamonds, depth, freeing, thread isolation."""
+import gc
+import threading
+import weakref
+
+import numpy as np
+import pytest
+
+import tinyai as ta
+import tinyai.functions as F
+
+
+def test_value_used_twice_accumulates():
+    # y = x * x: both operands are x, so dy/dx = 2x (TinyAI's Java version got x).
+    x = ta.Variable(np.array(3.0))
+    (x * x).backward()
+    assert x.grad.item() == pytest.approx(6.0)
+
+
+def test_value_used_twice_through_add():
+    x = ta.Variable(np.array(3.0))
+    y = x + x
+    y.backward()
+    assert x.grad.item() == pytest.approx(2.0)
+
+
+def test_diamond_visits_each_function_once():
+    # a = x^2, then y = exp(a) + sin(a): the path splits and joins again.
+    x = ta.Variable(np.array(0.7))
+    a = x ** 2
+    y = F.exp(a) + F.sin(a)
+    y.backward()
+    expected = (np.exp(0.49) + np.cos(0.49)) * 2 * 0.7
+    assert x.grad.item() == pytest.approx(expected, rel=1e-12)
+
+
+def test_diamond_counts_calls():
+    calls = []
+
+    class Traced(ta.Function):
+        def forward(self, x):
+            return x * 1.0
+
+        def backward(self, gy):
+            calls.append(1)
+            return gy
+
+    x = ta.Variable(np.array(1.5))
+    a = Traced()(x)
+    y = a * a + a
+    y.backward()
+    assert len(calls) == 1
+    assert x.grad.item() == pytest.approx(2 * 1.5 + 1)
+
+
+def test_deep_chain_has_no_recursion_limit():
+    x = ta.Variable(np.array(1.0))
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.backward()
+    assert x.grad.item() == pytest.approx(1.0001 ** 10_000, rel=1e-9)
+
+
+def test_gradients_accumulate_until_cleared():
+    x = ta.Variable(np.array(2.0))
+    (x * 3).backward()
+    (x * 3).backward()
+    assert x.grad.item() == pytest.approx(6.0)
+    x.clear_grad()
+    (x * 3).backward()
+    assert x.grad.item() == pytest.approx(3.0)
+
+
+def test_intermediate_gradients_are_freed_unless_retained():
+    x = ta.Variable(np.array(2.0))
+    a = x * 3
+    y = a * a
+    y.backward()
+    assert a.grad is None
+    b = x * 3
+    z = b * b
+    z.backward(retain_grad=True)
+    assert b.grad.item() == pytest.approx(2 * 6.0)
+
+
+def test_non_scalar_backward_needs_explicit_grad():
+    x = ta.Variable(np.ones((2, 3)))
+    y = x * 2
+    with pytest.raises(RuntimeError, match=r"backward: output has shape \(2, 3\)"):
+        y.backward()
+    gy = np.arange(6.0).reshape(2, 3)
+    y.backward(gy)
+    np.testing.assert_allclose(x.grad.data, 2 * gy)
+
+
+def test_backward_rejects_grad_of_wrong_shape():
+    y = ta.Variable(np.ones((2, 3))) * 2
+    with pytest.raises(ValueError, match=r"grad has shape \(3,\)"):
+        y.backward(np.ones(3))
+
+
+def test_graph_freed_without_garbage_collector():
+    gc.disable()
+    try:
+        x = ta.Variable(np.ones(4))
+        y = F.tanh(x * 2.0)
+        z = F.sum(y)
+        creator_ref = weakref.ref(z.creator)
+        inner_ref = weakref.ref(y.creator)
+        del y, z
+        assert creator_ref() is None
+        assert inner_ref() is None
+    finally:
+        gc.enable()
+
+
+def test_training_loop_does_not_grow_memory():
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    W = ta.Variable(rng.standard_normal((8, 4)))
+    x = ta.Variable(rng.standard_normal((16, 8)), requires_grad=False)
+
+    def step():
+        loss = F.mean(F.tanh(F.matmul(x, W)) ** 2)
+        W.clear_grad()
+        loss.backward()
+        W.data -= 0.01 * W.grad.data
+
+    for _ in range(200):
+        step()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(10_000):
+        step()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert after - before < 200_000
+
+
+def test_no_grad_records_nothing():
+    x = ta.Variable(np.ones(3))
+    with ta.no_grad():
+        y = x * 2
+    assert y.creator is None
+    assert not y.requires_grad
+    z = x * 2
+    assert z.creator is not None
+
+
+def test_no_grad_is_isolated_per_thread():
+    inside = threading.Event()
+    release = threading.Event()
+    seen = {}
+
+    def worker_without_grad():
+        with ta.no_grad():
+            inside.set()
+            release.wait(5)
+
+    def worker_with_grad():
+        inside.wait(5)
+        x = ta.Variable(np.ones(2))
+        seen["creator"] = (x * 2).creator
+        seen["enabled"] = ta.is_grad_enabled()
+        release.set()
+
+    threads = [threading.Thread(target=worker_without_grad), threading.Thread(target=worker_with_grad)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen["enabled"] is True
+    assert seen["creator"] is not None
+    assert ta.is_grad_enabled()
+
+
+def test_test_mode_is_isolated_per_thread():
+    results = []
+    with ta.test_mode():
+        t = threading.Thread(target=lambda: results.append(ta.is_train_mode()))
+        t.start()
+        t.join()
+        assert not ta.is_train_mode()
+    assert results == [True]
+    assert ta.is_train_mode()
+
+
+def test_unchain_backward_cuts_history():
+    x = ta.Variable(np.array(1.0))
+    a = x * 2
+    y = a * 3
+    y.unchain_backward()
+    assert y.creator is None
+    assert a.creator is None
+
+
+def test_second_derivative_of_tanh():
+    x = ta.Variable(np.array(0.3))
+    y = F.tanh(x)
+    y.backward(create_graph=True)
+    gx = x.grad
+    x.clear_grad()
+    gx.backward()
+    t = np.tanh(0.3)
+    assert x.grad.item() == pytest.approx(-2 * t * (1 - t * t), rel=1e-12)
+
+
+def test_newton_method_finds_minimum_of_quartic():
+    # f(x) = x^4 - 2x^2 has minima at +-1; Newton from x = 2 converges to 1.
+    x = ta.Variable(np.array(2.0))
+    for _ in range(10):
+        y = x ** 4 - 2 * x ** 2
+        x.clear_grad()
+        y.backward(create_graph=True)
+        gx = x.grad
+        x.clear_grad()
+        gx.backward()
+        x = ta.Variable(x.data - gx.data / x.grad.data)
+    assert x.item() == pytest.approx(1.0, abs=1e-12)
+
+
+def test_third_derivative_of_sin():
+    x = ta.Variable(np.array(0.4))
+    y = F.sin(x)
+    y.backward(create_graph=True)
+    for _ in range(2):
+        gx = x.grad
+        x.clear_grad()
+        gx.backward(create_graph=True)
+    assert x.grad.item() == pytest.approx(-np.cos(0.4), rel=1e-12)

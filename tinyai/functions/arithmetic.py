@@ -1,0 +1,160 @@
+"""The four rules of arithmetic, negation and powers, with NumPy broadcasting.
+
+When the two operands have different shapes, NumPy broadcasts the smaller
+one. Its gradient must then be summed back to its own shape (``sum_to``): a
+bias added to every row of a batch receives the sum of the rows' gradients.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tinyai.autograd import Function, Variable
+from tinyai.backend import is_array
+from tinyai.functions._operands import as_operand, describe_shapes, operand_pair
+from tinyai.functions.shape import sum_to
+
+
+def _broadcast_error(name: str, x0, x1) -> ValueError:
+    return ValueError(f"{name}: shapes {describe_shapes(x0, x1)} cannot be broadcast together")
+
+
+class Add(Function):
+    def forward(self, x0, x1):
+        try:
+            return x0 + x1
+        except ValueError:
+            raise _broadcast_error("add", x0, x1) from None
+
+    def backward(self, gy):
+        x0, x1 = self.inputs
+        return sum_to(gy, x0.shape), sum_to(gy, x1.shape)
+
+
+class Sub(Function):
+    def forward(self, x0, x1):
+        try:
+            return x0 - x1
+        except ValueError:
+            raise _broadcast_error("sub", x0, x1) from None
+
+    def backward(self, gy):
+        x0, x1 = self.inputs
+        return sum_to(gy, x0.shape), sum_to(-gy, x1.shape)
+
+
+class Mul(Function):
+    def forward(self, x0, x1):
+        try:
+            return x0 * x1
+        except ValueError:
+            raise _broadcast_error("mul", x0, x1) from None
+
+    def backward(self, gy):
+        x0, x1 = self.inputs
+        gx0 = sum_to(gy * x1, x0.shape) if x0.requires_grad else None
+        gx1 = sum_to(gy * x0, x1.shape) if x1.requires_grad else None
+        return gx0, gx1
+
+
+class Div(Function):
+    def forward(self, x0, x1):
+        try:
+            return x0 / x1
+        except ValueError:
+            raise _broadcast_error("div", x0, x1) from None
+
+    def backward(self, gy):
+        x0, x1 = self.inputs
+        gx0 = sum_to(gy / x1, x0.shape) if x0.requires_grad else None
+        gx1 = sum_to(-gy * x0 / (x1 * x1), x1.shape) if x1.requires_grad else None
+        return gx0, gx1
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+class Pow(Function):
+    """``x ** c`` for a constant exponent ``c``: d/dx = c * x ** (c - 1)."""
+
+    def __init__(self, c: float) -> None:
+        self.c = c
+
+    def forward(self, x):
+        return x ** self.c
+
+    def backward(self, gy):
+        x, = self.inputs
+        return gy * self.c * x ** (self.c - 1)
+
+
+class PowVar(Function):
+    """``a ** b`` with both sides Variables: d/da = b a^(b-1), d/db = a^b log a."""
+
+    def forward(self, a, b):
+        try:
+            return a ** b
+        except ValueError:
+            raise _broadcast_error("pow", a, b) from None
+
+    def backward(self, gy):
+        from tinyai.functions.math import log  # math builds on arithmetic
+
+        a, b = self.inputs
+        y = self.outputs[0]()
+        ga = sum_to(gy * b * a ** (b - 1), a.shape) if a.requires_grad else None
+        gb = sum_to(gy * y * log(a), b.shape) if b.requires_grad else None
+        return ga, gb
+
+
+def add(x0: Any, x1: Any) -> Variable:
+    """Elementwise ``x0 + x1`` with broadcasting."""
+    return Add()(*operand_pair(x0, x1))
+
+
+def sub(x0: Any, x1: Any) -> Variable:
+    """Elementwise ``x0 - x1`` with broadcasting."""
+    return Sub()(*operand_pair(x0, x1))
+
+
+def mul(x0: Any, x1: Any) -> Variable:
+    """Elementwise ``x0 * x1`` with broadcasting."""
+    return Mul()(*operand_pair(x0, x1))
+
+
+def div(x0: Any, x1: Any) -> Variable:
+    """Elementwise ``x0 / x1`` with broadcasting."""
+    return Div()(*operand_pair(x0, x1))
+
+
+def neg(x: Any) -> Variable:
+    """Elementwise ``-x``."""
+    return Neg()(x)
+
+
+def pow(x: Any, c: Any) -> Variable:  # noqa: A001 - the natural name, as in Python
+    """Elementwise ``x ** c``; ``c`` a number (constant) or a Variable (differentiated too)."""
+    if isinstance(c, Variable):
+        return PowVar()(*operand_pair(x, c))
+    if isinstance(x, Variable) and not is_array(c):
+        return Pow(c)(x)
+    return PowVar()(*operand_pair(x, c))
+
+
+def rsub(x0: Variable, x1: Any) -> Variable:
+    """``x1 - x0``: what ``2.0 - x`` calls."""
+    return Sub()(as_operand(x1, x0), x0)
+
+
+def rdiv(x0: Variable, x1: Any) -> Variable:
+    """``x1 / x0``: what ``2.0 / x`` calls."""
+    return Div()(as_operand(x1, x0), x0)
+
+
+def rpow(x0: Variable, x1: Any) -> Variable:
+    """``x1 ** x0``: what ``2.0 ** x`` calls."""
+    return PowVar()(as_operand(x1, x0), x0)

@@ -1,0 +1,140 @@
+"""Loss functions: from a prediction and a target to one number to minimise.
+
+All of them return the *mean* over the examples, so the learning rate does
+not have to change with the batch size.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tinyai.autograd import Function, Variable, as_variable
+from tinyai.backend import get_array_module
+from tinyai.functions.activations import sigmoid
+from tinyai.functions.reductions import mean
+from tinyai.functions.softmax import softmax
+
+
+def _check_labels(name: str, labels, n_rows: int, n_classes: int) -> None:
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"{name}: labels must be integers (class indices), got dtype {labels.dtype}")
+    if labels.size != n_rows:
+        raise ValueError(f"{name}: {labels.size} labels for {n_rows} rows of logits")
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+        raise ValueError(f"{name}: labels must lie in [0, {n_classes}), "
+                         f"got values from {int(labels.min())} to {int(labels.max())}")
+
+
+class SoftmaxCrossEntropy(Function):
+    """-mean(log softmax(x)[label]); gradient (softmax(x) - onehot(label)) / N.
+
+    Logits of shape (N, C) with labels (N,), or (N, T, C) with labels (N, T):
+    all leading axes are examples.
+    """
+
+    def forward(self, x, t):
+        xp = get_array_module(x)
+        if x.ndim < 2:
+            raise ValueError(f"softmax_cross_entropy: logits need shape (N, C), got {tuple(x.shape)}")
+        if t.shape != x.shape[:-1]:
+            raise ValueError(f"softmax_cross_entropy: labels of shape {tuple(t.shape)} do not match "
+                             f"logits of shape {tuple(x.shape)}; expected labels of shape {tuple(x.shape[:-1])}")
+        n_classes = x.shape[-1]
+        x2 = x.reshape(-1, n_classes)
+        t2 = t.reshape(-1)
+        _check_labels("softmax_cross_entropy", t2, x2.shape[0], n_classes)
+        shifted = x2 - x2.max(axis=1, keepdims=True)
+        log_z = xp.log(xp.exp(shifted).sum(axis=1))
+        picked = shifted[xp.arange(x2.shape[0]), t2]
+        return xp.asarray((log_z - picked).mean(), dtype=x.dtype)
+
+    def backward(self, gy):
+        x, t = self.inputs
+        xp = get_array_module(x.data)
+        n_classes = x.shape[-1]
+        onehot = xp.eye(n_classes, dtype=x.dtype)[t.data]
+        count = t.size
+        return (softmax(x) - onehot) * (gy * (1.0 / count)), None
+
+
+class SigmoidCrossEntropy(Function):
+    """Binary cross-entropy on logits: mean(softplus(x) - t x); gradient (sigmoid(x) - t) / N.
+
+    Computed as max(x, 0) - t x + log(1 + exp(-|x|)), which never overflows.
+    """
+
+    def forward(self, x, t):
+        xp = get_array_module(x)
+        if x.shape != t.shape:
+            raise ValueError(f"sigmoid_cross_entropy: logits of shape {tuple(x.shape)} and targets of "
+                             f"shape {tuple(t.shape)} differ")
+        t = t.astype(x.dtype)
+        loss = xp.maximum(x, 0) - t * x + xp.log1p(xp.exp(-xp.abs(x)))
+        return xp.asarray(loss.mean(), dtype=x.dtype)
+
+    def backward(self, gy):
+        x, t = self.inputs
+        scale = gy * (1.0 / x.size)
+        gx = (sigmoid(x) - t.data.astype(x.dtype)) * scale
+        gt = -x * scale if t.requires_grad else None
+        return gx, gt
+
+
+class Huber(Function):
+    """Mean Huber loss: 0.5 d^2 where |d| <= delta, delta (|d| - 0.5 delta) beyond, d = x - t."""
+
+    def __init__(self, delta: float) -> None:
+        self.delta = delta
+
+    def forward(self, x, t):
+        xp = get_array_module(x)
+        if x.shape != t.shape:
+            raise ValueError(f"huber_loss: prediction of shape {tuple(x.shape)} and target of "
+                             f"shape {tuple(t.shape)} differ")
+        d = x - t
+        a = xp.abs(d)
+        loss = xp.where(a <= self.delta, 0.5 * d * d, self.delta * (a - 0.5 * self.delta))
+        return xp.asarray(loss.mean(), dtype=x.dtype)
+
+    def backward(self, gy):
+        x, t = self.inputs
+        xp = get_array_module(x.data)
+        d = x.data - t.data
+        inside = (xp.abs(d) <= self.delta).astype(x.dtype)
+        # d inside the quadratic zone, delta * sign(d) outside: d clipped to [-delta, delta].
+        gd = (x - t) * inside + (1 - inside) * self.delta * xp.sign(d).astype(x.dtype)
+        gd = gd * (gy * (1.0 / x.size))
+        return gd, -gd
+
+
+def softmax_cross_entropy(logits: Any, labels: Any) -> Variable:
+    """Cross-entropy between softmax(logits) and integer class labels, averaged over examples.
+
+    Shapes: logits (N, C) and labels (N,) of integers in [0, C); returns a scalar.
+    """
+    return SoftmaxCrossEntropy()(logits, labels)
+
+
+def sigmoid_cross_entropy(logits: Any, targets: Any) -> Variable:
+    """Binary cross-entropy between sigmoid(logits) and targets in [0, 1], averaged."""
+    logits = as_variable(logits)
+    targets = as_variable(targets)
+    return SigmoidCrossEntropy()(logits, targets)
+
+
+def mean_squared_error(prediction: Any, target: Any) -> Variable:
+    """mean((prediction - target)**2) over all elements; the shapes must match exactly."""
+    prediction, target = as_variable(prediction), as_variable(target)
+    if prediction.shape != target.shape:
+        raise ValueError(f"mean_squared_error: prediction of shape {prediction.shape} and target "
+                         f"of shape {target.shape} differ")
+    diff = prediction - target
+    return mean(diff * diff)
+
+
+def huber_loss(prediction: Any, target: Any, delta: float = 1.0) -> Variable:
+    """Mean Huber loss: squared error near 0, absolute error beyond ``delta``."""
+    return Huber(delta)(as_variable(prediction), as_variable(target))
+
+
+__all__ = ["softmax_cross_entropy", "sigmoid_cross_entropy", "mean_squared_error", "huber_loss",
+           "SoftmaxCrossEntropy", "SigmoidCrossEntropy", "Huber"]

@@ -1,0 +1,95 @@
+"""Matrix products: ``matmul`` (2-D and batched) and the fused ``linear`` layer op.
+
+For Y = X W the gradients are gX = gY W^T and gW = X^T gY: each input's
+gradient is the output gradient multiplied by the *other* input, transposed.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tinyai.autograd import Function, Variable, as_variable
+from tinyai.backend import get_array_module
+from tinyai.functions.shape import reshape, sum_to, swapaxes
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        if a.shape[-1] != b.shape[-2]:
+            raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned "
+                             f"({a.shape[-1]} != {b.shape[-2]})")
+        try:
+            return get_array_module(a).matmul(a, b)
+        except ValueError:
+            raise ValueError(f"matmul: batch shapes of {tuple(a.shape)} and {tuple(b.shape)} "
+                             "cannot be broadcast together") from None
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = sum_to(matmul(gy, swapaxes(b, -1, -2)), a.shape) if a.requires_grad else None
+        gb = sum_to(matmul(swapaxes(a, -1, -2), gy), b.shape) if b.requires_grad else None
+        return ga, gb
+
+
+def matmul(a: Any, b: Any) -> Variable:
+    """Matrix product ``a @ b``; leading axes are batch axes and broadcast.
+
+    A 1-D operand is treated as a row (left) or column (right) vector and that
+    axis is removed from the result, as in NumPy.
+
+    >>> import numpy as np
+    >>> matmul(np.ones((2, 3)), np.ones((3, 4))).shape
+    (2, 4)
+    """
+    a, b = as_variable(a), as_variable(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: scalars have no matrix product (shapes {a.shape} and {b.shape}); use mul")
+    if a.ndim >= 2 and b.ndim >= 2:
+        return MatMul()(a, b)
+    # NumPy's 1-D conventions, by reshaping into matrices and back.
+    a2 = reshape(a, (1, a.shape[0])) if a.ndim == 1 else a
+    b2 = reshape(b, (b.shape[0], 1)) if b.ndim == 1 else b
+    y = MatMul()(a2, b2)
+    shape = y.shape
+    if b.ndim == 1:
+        shape = shape[:-1]
+    if a.ndim == 1:
+        shape = shape[:-2] + shape[-1:] if b.ndim != 1 else shape[:-1]
+    return reshape(y, shape)
+
+
+class Linear(Function):
+    """y = x W + b in one step, so the backward computes all three gradients
+    without the intermediate graph of a matmul and an add.
+
+    Shapes: x (..., in), W (in, out), b (out,) -> y (..., out).
+    """
+
+    def forward(self, x, W, b=None):
+        if W.ndim != 2 or x.ndim < 1 or x.shape[-1] != W.shape[0]:
+            raise ValueError(f"linear: input has shape {tuple(x.shape)} ({x.shape[-1] if x.ndim else 0} features) "
+                             f"but W has shape {tuple(W.shape)}; expected x of shape (..., {W.shape[0]})")
+        y = x @ W
+        if b is not None:
+            if b.shape != (W.shape[1],):
+                raise ValueError(f"linear: bias has shape {tuple(b.shape)}, expected ({W.shape[1]},)")
+            y += b
+        return y
+
+    def backward(self, gy):
+        x, W = self.inputs[0], self.inputs[1]
+        gx = matmul(gy, W.T) if x.requires_grad else None
+        gW = None
+        if W.requires_grad:
+            x2 = reshape(x, (-1, x.shape[-1]))
+            gW = matmul(x2.T, reshape(gy, (-1, gy.shape[-1])))
+        if len(self.inputs) == 2:
+            return gx, gW
+        gb = sum_to(gy, self.inputs[2].shape) if self.inputs[2].requires_grad else None
+        return gx, gW, gb
+
+
+def linear(x: Any, W: Any, b: Any = None) -> Variable:
+    """Affine map ``x @ W + b`` (TinyAI's AffineLayer op), W of shape (in_features, out_features)."""
+    if b is None:
+        return Linear()(x, W)
+    return Linear()(x, W, b)

@@ -1,0 +1,272 @@
+"""Operations that move values around without changing them.
+
+``broadcast_to`` and ``sum_to`` are a pair: each one's backward is the other.
+Broadcasting copies a value to many places, so the gradient coming back from
+those places must be added up (``sum_to``); summing collects many values into
+one, so the gradient of the sum is copied back out (``broadcast_to``). Every
+binary operation relies on this pair to undo NumPy's implicit broadcasting in
+its backward pass.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tinyai.autograd import Function, Variable, as_variable
+from tinyai.backend import get_array_module, scatter_add
+
+
+# -- sum_to / broadcast_to ---------------------------------------------------------
+def sum_to_array(x: Any, shape: tuple[int, ...]) -> Any:
+    """Sum the array ``x`` down to ``shape`` (the inverse of NumPy broadcasting).
+
+    Leading axes that broadcasting added are summed away, and axes where
+    ``shape`` has size 1 are summed with keepdims.
+    """
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
+    y = x.sum(axis=axes, keepdims=True) if axes else x
+    return y.reshape(shape) if lead > 0 else y
+
+
+class BroadcastTo(Function):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        try:
+            return xp.broadcast_to(x, self.shape)
+        except ValueError:
+            raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {self.shape}") from None
+
+    def backward(self, gy):
+        return sum_to(gy, self.inputs[0].shape)
+
+
+class SumTo(Function):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        return sum_to_array(x, self.shape)
+
+    def backward(self, gy):
+        return broadcast_to(gy, self.inputs[0].shape)
+
+
+def broadcast_to(x: Any, shape: Sequence[int]) -> Variable:
+    """Repeat ``x`` along new or size-1 axes to reach ``shape`` (NumPy's rules)."""
+    shape = tuple(shape)
+    if isinstance(x, Variable) and x.shape == shape:
+        return x
+    return BroadcastTo(shape)(x)
+
+
+def sum_to(x: Any, shape: Sequence[int]) -> Variable:
+    """Sum ``x`` down to ``shape``: the adjoint of ``broadcast_to``."""
+    shape = tuple(shape)
+    if isinstance(x, Variable) and x.shape == shape:
+        return x
+    return SumTo(shape)(x)
+
+
+# -- reshape, transpose ---------------------------------------------------------------
+class Reshape(Function):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def forward(self, x):
+        try:
+            return x.reshape(self.shape)
+        except ValueError:
+            raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} into {self.shape}") from None
+
+    def backward(self, gy):
+        return reshape(gy, self.inputs[0].shape)
+
+
+def reshape(x: Any, *shape: Any) -> Variable:
+    """``x`` with a new shape and the same elements; one axis may be -1.
+
+    Accepts ``reshape(x, (2, 3))`` and ``reshape(x, 2, 3)``.
+    """
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    shape = tuple(shape)
+    if isinstance(x, Variable) and x.shape == shape:
+        return x
+    return Reshape(shape)(x)
+
+
+class Transpose(Function):
+    def __init__(self, axes: tuple[int, ...] | None) -> None:
+        self.axes = axes
+
+    def forward(self, x):
+        if self.axes is not None and sorted(a % x.ndim for a in self.axes) != list(range(x.ndim)):
+            raise ValueError(f"transpose: axes {self.axes} are not a permutation for shape {x.shape}")
+        return x.transpose(self.axes)
+
+    def backward(self, gy):
+        if self.axes is None:
+            return transpose(gy)
+        ndim = len(self.axes)
+        inverse = tuple(sorted(range(ndim), key=lambda i: self.axes[i] % ndim))
+        return transpose(gy, inverse)
+
+
+def transpose(x: Any, axes: Sequence[int] | None = None) -> Variable:
+    """Permute the axes of ``x`` (reverse them when ``axes`` is None)."""
+    return Transpose(None if axes is None else tuple(axes))(x)
+
+
+def swapaxes(x: Any, axis1: int, axis2: int) -> Variable:
+    """Exchange two axes of ``x``."""
+    x = as_variable(x)
+    axes = list(range(x.ndim))
+    axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
+    return transpose(x, axes)
+
+
+def expand_dims(x: Any, axis: int) -> Variable:
+    """Insert an axis of size 1 at position ``axis``."""
+    x = as_variable(x)
+    shape = list(x.shape)
+    shape.insert(axis if axis >= 0 else x.ndim + 1 + axis, 1)
+    return reshape(x, tuple(shape))
+
+
+def squeeze(x: Any, axis: int | Sequence[int] | None = None) -> Variable:
+    """Remove axes of size 1 (all of them, or those named by ``axis``)."""
+    x = as_variable(x)
+    if axis is None:
+        return reshape(x, tuple(n for n in x.shape if n != 1))
+    axes = {a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis)}
+    for a in axes:
+        if x.shape[a] != 1:
+            raise ValueError(f"squeeze: axis {a} of shape {x.shape} has size {x.shape[a]}, not 1")
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+
+def flatten(x: Any) -> Variable:
+    """Keep the first (batch) axis and flatten the rest: (N, C, H, W) -> (N, C*H*W)."""
+    x = as_variable(x)
+    return reshape(x, (x.shape[0], -1))
+
+
+# -- indexing ---------------------------------------------------------------------------
+def _plain_key(key: Any) -> Any:
+    """Index keys may contain Variables; the arrays inside are what NumPy needs."""
+    if isinstance(key, Variable):
+        return key.data
+    if isinstance(key, tuple):
+        return tuple(k.data if isinstance(k, Variable) else k for k in key)
+    return key
+
+
+class GetItem(Function):
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def forward(self, x):
+        try:
+            return x[self.key]
+        except IndexError as exc:
+            raise IndexError(f"get_item: {exc} (array of shape {x.shape})") from None
+
+    def backward(self, gy):
+        return GetItemGrad(self.key, self.inputs[0].shape)(gy)
+
+
+class GetItemGrad(Function):
+    """Scatter a gradient back to the positions that ``x[key]`` read.
+
+    Uses scatter-add, so a position read twice (``x[[0, 0]]``) receives both
+    gradients.
+    """
+
+    def __init__(self, key: Any, in_shape: tuple[int, ...]) -> None:
+        self.key = key
+        self.in_shape = in_shape
+
+    def forward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.in_shape, dtype=gy.dtype)
+        scatter_add(gx, self.key, gy)
+        return gx
+
+    def backward(self, ggx):
+        return get_item(ggx, self.key)
+
+
+def get_item(x: Any, key: Any) -> Variable:
+    """``x[key]`` with basic slicing or integer-array indexing; also ``x[key]`` on a Variable."""
+    return GetItem(_plain_key(key))(x)
+
+
+# -- joining and splitting ------------------------------------------------------------
+class Concat(Function):
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def forward(self, *xs):
+        xp = get_array_module(xs[0])
+        try:
+            return xp.concatenate(xs, axis=self.axis)
+        except ValueError:
+            shapes = ", ".join(str(x.shape) for x in xs)
+            raise ValueError(f"concat: shapes {shapes} do not match outside axis {self.axis}") from None
+
+    def backward(self, gy):
+        sizes = [x.shape[self.axis] for x in self.inputs]
+        bounds = [sum(sizes[:i + 1]) for i in range(len(sizes) - 1)]
+        return split(gy, bounds, axis=self.axis)
+
+
+def concat(xs: Sequence[Any], axis: int = 0) -> Variable:
+    """Join a sequence of arrays along an existing axis."""
+    if len(xs) == 0:
+        raise ValueError("concat: needs at least one input")
+    return Concat(axis)(*xs)
+
+
+class Split(Function):
+    def __init__(self, indices_or_sections: Any, axis: int) -> None:
+        self.indices_or_sections = indices_or_sections
+        self.axis = axis
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        try:
+            parts = tuple(xp.split(x, self.indices_or_sections, axis=self.axis))
+        except ValueError:
+            raise ValueError(f"split: cannot split shape {x.shape} into {self.indices_or_sections} "
+                             f"along axis {self.axis}") from None
+        self.part_shapes = [p.shape for p in parts]
+        return parts
+
+    def backward(self, *gys):
+        xp = get_array_module(self.inputs[0].data)
+        parts = []
+        for shape, gy in zip(self.part_shapes, gys):
+            if gy is None:  # an unused piece contributes zeros
+                gy = Variable(xp.zeros(shape, dtype=self.inputs[0].dtype), requires_grad=False)
+            parts.append(gy)
+        return concat(parts, axis=self.axis)
+
+
+def split(x: Any, indices_or_sections: int | Sequence[int], axis: int = 0) -> tuple[Variable, ...]:
+    """Cut ``x`` into pieces along ``axis`` (as ``numpy.split``); returns a tuple."""
+    if not isinstance(indices_or_sections, int):
+        indices_or_sections = list(indices_or_sections)
+    return Split(indices_or_sections, axis)(x)
+
+
+def stack(xs: Sequence[Any], axis: int = 0) -> Variable:
+    """Join arrays of equal shape along a new axis."""
+    if len(xs) == 0:
+        raise ValueError("stack: needs at least one input")
+    shapes = {tuple(as_variable(x).shape) for x in xs}
+    if len(shapes) > 1:
+        raise ValueError(f"stack: all inputs need the same shape, got {sorted(shapes)}")
+    return concat([expand_dims(x, axis) for x in xs], axis=axis)

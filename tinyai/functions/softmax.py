@@ -1,0 +1,55 @@
+"""softmax and log_softmax along an axis, stable for any size of logit.
+
+Subtracting the maximum before exponentiating changes nothing mathematically
+(softmax(x) = softmax(x - c)) but keeps exp() from overflowing: logits of
++-1e4 give exact probabilities, not NaN.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tinyai.autograd import Function, Variable
+from tinyai.backend import get_array_module
+from tinyai.functions.math import exp
+from tinyai.functions.reductions import sum as sum_
+
+
+class Softmax(Function):
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
+        return e / e.sum(axis=self.axis, keepdims=True)
+
+    def backward(self, gy):
+        # Jacobian-vector product of softmax: y * (gy - sum(y * gy)).
+        y = self.outputs[0]()
+        gx = y * gy
+        return gx - y * sum_(gx, axis=self.axis, keepdims=True)
+
+
+class LogSoftmax(Function):
+    def __init__(self, axis: int) -> None:
+        self.axis = axis
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        shifted = x - x.max(axis=self.axis, keepdims=True)
+        return shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
+
+    def backward(self, gy):
+        # d log_softmax: gy - softmax(x) * sum(gy), and softmax(x) = exp(y).
+        y = self.outputs[0]()
+        return gy - exp(y) * sum_(gy, axis=self.axis, keepdims=True)
+
+
+def softmax(x: Any, axis: int = -1) -> Variable:
+    """exp(x) / sum(exp(x)) along ``axis``: probabilities that sum to 1."""
+    return Softmax(axis)(x)
+
+
+def log_softmax(x: Any, axis: int = -1) -> Variable:
+    """log(softmax(x)) along ``axis``, computed without forming softmax (no log(0))."""
+    return LogSoftmax(axis)(x)
