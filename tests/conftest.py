@@ -21,3 +21,27 @@ settings.load_profile(os.environ.get("TINYAI_HYPOTHESIS_PROFILE", "ci"))
 def rng():
     """A seeded NumPy generator, so a failing test fails the same way again."""
     return np.random.default_rng(12345)
+
+
+@pytest.fixture(params=["numpy", "standin"], scope="session")
+def xp(request):
+    """The array module under test: NumPy, then the CPU stand-in for CuPy.
+
+    The stand-in (tinyai.testing.standin) refuses ``np.asarray`` and NumPy
+    functions on its arrays, so a test run with it proves the code under test
+    asks ``get_array_module`` instead of calling NumPy directly. Session
+    scoped (it holds no state), so hypothesis tests may use it.
+    """
+    if request.param == "numpy":
+        return np
+    from tinyai.testing.standin import xp as standin_xp
+
+    return standin_xp
+
+
+@pytest.fixture(scope="session")
+def to_xp(xp):
+    """Convert NumPy test inputs (arrays, or lists/tuples of them) to the ``xp`` backend."""
+    from tinyai.testing.standin import as_backend
+
+    return lambda value: as_backend(value, xp)

@@ -52,7 +52,9 @@ def get_array_module(x: Any) -> types.ModuleType:
     >>> get_array_module(np.zeros(3)) is np
     True
     """
-    data = getattr(x, "data", x) if not isinstance(x, np.ndarray) else x
+    # An array is inspected itself: cupy.ndarray (and the stand-in) also have a
+    # ``.data`` attribute (a memory pointer), which is not what we want here.
+    data = x if is_array(x) else getattr(x, "data", x)
     if isinstance(data, (np.ndarray, np.generic)):
         return np
     module = _extra_modules.get(type(data))
@@ -122,6 +124,8 @@ def is_array(x: Any) -> bool:
         return True
     if type(x) in _extra_modules:
         return True
+    if _cupy is None and type(x).__module__.startswith("cupy"):
+        _load_cupy()  # a CuPy array made by the user before tinyai ever asked for CuPy
     return _cupy is not None and isinstance(x, _cupy.ndarray)
 
 
