@@ -22,12 +22,13 @@ from tinyai.autograd import (
     train_mode,
 )
 from tinyai import functions
+from tinyai import nn
 from tinyai.backend import get_array_module, is_gpu_available, seed, to_cpu, to_gpu
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Variable", "Function", "as_variable", "no_grad", "enable_grad", "test_mode", "train_mode",
-    "is_grad_enabled", "is_train_mode", "functions", "backend", "get_array_module",
+    "is_grad_enabled", "is_train_mode", "functions", "nn", "backend", "get_array_module",
     "is_gpu_available", "to_gpu", "to_cpu", "seed",
 ]
