@@ -1,0 +1,290 @@
+"""The Trainer: the loop that turns data, a model, a loss and an optimizer into a trained model.
+
+One training step (TinyAI's ``singleThreadTrain``):
+
+    prediction = model(x)                 forward: builds the graph
+    loss = loss_fn.loss(y, prediction)    a scalar Variable
+    model.clear_grads()                   gradients of the last step are gone
+    loss.backward()                       d loss / d parameter in every p.grad
+    optimizer.update()                    p <- p - lr * p.grad (or Adam's rule, ...)
+    loss.unchain_backward()               free the graph now, and cut a recurrent
+                                          state's link to the previous batches
+
+Each epoch starts with ``model.reset_state()`` (a recurrent model forgets the
+last epoch's hidden state), and ends with the evaluator run on the test split.
+The Monitor collects the numbers; ``train()`` returns its history.
+
+>>> # with Trainer(max_epoch=10, evaluator=AccuracyEval()) as trainer:
+>>> #     trainer.init(dataset, model, loss, optimizer)
+>>> #     history = trainer.train()
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from typing import Any, TextIO
+
+from tinyai.backend import get_state, set_state
+from tinyai.training.checkpoint import load_checkpoint, save_checkpoint
+from tinyai.training.evaluator import Evaluator
+from tinyai.training.monitor import Monitor
+from tinyai.training.progress import EpochProgress, resolve_mode
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """The loss became NaN or infinite; the message names the epoch and batch."""
+
+
+def _with_context(error: Exception, context: str) -> Exception:
+    """The same kind of error with ``context`` (epoch, batch) in front of its message."""
+    if type(error) in (ValueError, TypeError):
+        return type(error)(f"{context}: {error}")
+    error.add_note(context)
+    return error
+
+
+class Trainer:
+    """Trains a model for ``max_epoch`` epochs (TinyAI's ``Trainer``).
+
+    Args:
+        max_epoch: number of epochs ``train()`` runs (counting epochs already
+            done when resuming from a checkpoint).
+        monitor: the ``Monitor`` that collects per-epoch history; a new one if None.
+        evaluator: an ``Evaluator`` run on the test split after each epoch
+            (every ``eval_every`` epochs); its model and data set default to
+            the ones given to ``init``. None: no evaluation.
+        enable_parallel: data-parallel training over ``thread_count`` workers.
+            Accepted for TinyAI compatibility; not available yet, so training
+            runs single-threaded (a warning is logged).
+        thread_count: workers for data-parallel training (0: choose automatically).
+        progress: True (a tqdm bar per epoch), False (one line per epoch),
+            None (silent), or "bar"/"line"/"off".
+        on_nan: what a NaN or infinite loss does: "raise" (stop with
+            ``NonFiniteLossError`` naming epoch and batch) or "warn" (warn and
+            skip that batch's update).
+        eval_every: run the evaluator every this many epochs, and always after
+            the last one; 0 runs it only when ``evaluate()`` is called.
+        checkpoint_path: if given, a checkpoint is written there after each epoch.
+        stream: where the progress display writes (stdout by default).
+    """
+
+    def __init__(self, max_epoch: int, monitor: Monitor | None = None, evaluator: Evaluator | None = None,
+                 enable_parallel: bool = False, thread_count: int = 0, *, progress: bool | str | None = True,
+                 on_nan: str = "raise", eval_every: int = 1, checkpoint_path: str | os.PathLike | None = None,
+                 stream: TextIO | None = None) -> None:
+        if not isinstance(max_epoch, int) or isinstance(max_epoch, bool) or max_epoch < 0:
+            raise ValueError(f"Trainer: max_epoch must be a non-negative int, got {max_epoch!r}")
+        if on_nan not in ("raise", "warn"):
+            raise ValueError(f"Trainer: on_nan must be 'raise' or 'warn', got {on_nan!r}")
+        if not isinstance(thread_count, int) or thread_count < 0:
+            raise ValueError(f"Trainer: thread_count must be an int >= 0, got {thread_count!r}")
+        if not isinstance(eval_every, int) or eval_every < 0:
+            raise ValueError(f"Trainer: eval_every must be an int >= 0, got {eval_every!r}")
+        self.max_epoch = max_epoch
+        self.monitor = monitor if monitor is not None else Monitor()
+        self.evaluator = evaluator
+        self.enable_parallel = bool(enable_parallel)
+        self.thread_count = thread_count
+        self.progress = resolve_mode(progress)
+        self.on_nan = on_nan
+        self.eval_every = eval_every
+        self.checkpoint_path = checkpoint_path
+        self.stream = stream
+        #: Epochs completed so far; ``train()`` continues from here.
+        self.epoch = 0
+        self.dataset: Any = None
+        self.train_set: Any = None
+        self.model: Any = None
+        self.loss: Any = None
+        self.optimizer: Any = None
+        self._progress_bar: EpochProgress | None = None
+        if self.enable_parallel:
+            logger.warning("Trainer: data-parallel training (enable_parallel=True, thread_count=%d) is not "
+                           "available yet; training single-threaded", thread_count)
+
+    # -- set-up ------------------------------------------------------------------
+    def init(self, dataset: Any, model: Any, loss: Any, optimizer: Any) -> "Trainer":
+        """Attach the data set (prepared here), model, loss and optimizer. Returns self.
+
+        ``dataset`` is a ``DataSet`` with a train/test split; a data set without
+        ``get_train_dataset`` is trained on whole.
+        """
+        for name, value, needed in (("model", model, "__call__"), ("loss", loss, "loss"),
+                                    ("optimizer", optimizer, "update")):
+            if not hasattr(value, needed):
+                raise TypeError(f"Trainer.init: {name} of type {type(value).__name__} has no {needed}()")
+        if hasattr(dataset, "prepare"):
+            dataset.prepare()
+        self.dataset = dataset
+        self.train_set = dataset.get_train_dataset() if hasattr(dataset, "get_train_dataset") else dataset
+        if self.train_set is None or not hasattr(self.train_set, "get_batches"):
+            raise TypeError(f"Trainer.init: {type(dataset).__name__} does not provide training batches "
+                            "(need get_train_dataset() or get_batches())")
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        if self.evaluator is not None:
+            self.evaluator.bind(model, dataset)
+        return self
+
+    def _require_init(self, what: str) -> None:
+        if self.model is None:
+            raise ValueError(f"Trainer.{what}: call init(dataset, model, loss, optimizer) first")
+
+    # -- training ----------------------------------------------------------------
+    def train(self, shuffle: bool = True) -> dict[str, list]:
+        """Train from epoch ``self.epoch`` up to ``max_epoch``; return the Monitor's history.
+
+        Args:
+            shuffle: draw a new sample order (from ``tinyai.backend.get_rng()``)
+                at the start of each epoch. (TinyAI shuffles once, before the
+                first epoch; a fresh order per epoch is the usual practice and
+                keeps a resumed run identical to an uninterrupted one.)
+
+        Returns:
+            ``{"loss": [...], "train_accuracy": [...], "test_accuracy": [...],
+            "test_loss": [...], "time": [...]}``: one entry per epoch
+            (``None`` where a metric was not measured).
+        """
+        self._require_init("train")
+        while self.epoch < self.max_epoch:
+            self._train_epoch(self.epoch, shuffle)
+            self.epoch += 1
+            if self.checkpoint_path is not None:
+                self.save_checkpoint(self.checkpoint_path)
+        return self.monitor.history
+
+    def _train_epoch(self, epoch: int, shuffle: bool) -> None:
+        model, monitor = self.model, self.monitor
+        if shuffle and hasattr(self.train_set, "shuffle"):
+            self.train_set.shuffle()
+        batches = self.train_set.get_batches()
+        if not batches:
+            raise ValueError(f"Trainer.train: the training set of {type(self.dataset).__name__} has no batches")
+        if hasattr(model, "train"):
+            model.train()
+        model.reset_state()
+        monitor.start_new_epoch(epoch)
+        display = EpochProgress(self.progress, epoch + 1, self.max_epoch, len(batches), self.stream)
+        self._progress_bar = display
+        score = self.evaluator.batch_score if self.evaluator is not None else None
+        metric_name = self.evaluator.train_metric if self.evaluator is not None else None
+        loss_sum = 0.0
+        loss_count = 0
+        metric_sum = 0.0
+        metric_count = 0
+        try:
+            for index, batch in enumerate(batches):
+                value, prediction = self._step(epoch, index, len(batches), batch)
+                if value is None:
+                    continue
+                loss_sum += value
+                loss_count += 1
+                if metric_name is not None:
+                    result = score(prediction.data, batch.y)
+                    if result is not None:
+                        metric_sum += result[0]
+                        metric_count += result[1]
+                display.update(batch.size, value)
+        except BaseException:
+            display.abort()
+            self._progress_bar = None
+            raise
+        monitor.collect("loss", loss_sum / loss_count if loss_count else math.nan)
+        if metric_name is not None and metric_count:
+            monitor.collect(metric_name, metric_sum / metric_count)
+        last = epoch + 1 == self.max_epoch
+        if self.evaluator is not None and self.eval_every and ((epoch + 1) % self.eval_every == 0 or last):
+            for name, value in self.evaluator.evaluate().items():
+                monitor.collect(name, value)
+        monitor.end_epoch()
+        shown = {name: values[-1] for name, values in monitor.history.items() if name != "time"}
+        display.close(shown)
+        self._progress_bar = None
+
+    def _step(self, epoch: int, index: int, count: int, batch: Any) -> tuple[float | None, Any]:
+        """One forward/backward/update on ``batch``; (loss value, prediction), or
+        (None, None) when a non-finite loss was skipped."""
+        where = f"Trainer: epoch {epoch + 1}/{self.max_epoch}, batch {index + 1}/{count}"
+        x = batch.to_variable_x()
+        y = batch.to_variable_y()
+        try:
+            prediction = self.model(x)
+            loss = self.loss.loss(y, prediction)
+        except (ValueError, TypeError) as error:
+            shapes = f"(batch x shape {tuple(batch.x.shape)}, y shape {tuple(batch.y.shape)})"
+            raise _with_context(error, f"{where} {shapes}") from error
+        value = float(loss.item())
+        if not math.isfinite(value):
+            message = f"{where}: the loss is {value}; training diverged (try a smaller learning rate)"
+            loss.unchain_backward()
+            if self.on_nan == "raise":
+                raise NonFiniteLossError(message)
+            warnings.warn(message + "; skipping this batch's update", RuntimeWarning, stacklevel=3)
+            return None, None
+        self.model.clear_grads()
+        loss.backward()
+        self.optimizer.update()
+        loss.unchain_backward()
+        return value, prediction
+
+    def evaluate(self) -> dict[str, float]:
+        """Run the evaluator on the test split now and return its metrics
+        (e.g. ``{"test_accuracy": 0.95}``)."""
+        self._require_init("evaluate")
+        if self.evaluator is None:
+            raise ValueError("Trainer.evaluate: no evaluator (pass evaluator=AccuracyEval() or RegressEval(loss))")
+        return self.evaluator.evaluate()
+
+    # -- checkpoints -------------------------------------------------------------
+    def save_checkpoint(self, path: str | os.PathLike, extra: dict | None = None) -> None:
+        """Write model weights, optimizer state, epochs done, random state and history to ``path`` (atomically)."""
+        self._require_init("save_checkpoint")
+        save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, monitor=self.monitor,
+                        rng_state=get_state(), extra=extra)
+
+    def load_checkpoint(self, path: str | os.PathLike) -> "Trainer":
+        """Restore a checkpoint into the attached model and optimizer; ``train()``
+        then continues with the next epoch. Returns self."""
+        self._require_init("load_checkpoint")
+        checkpoint = load_checkpoint(path)
+        if checkpoint.epoch > self.max_epoch:
+            raise ValueError(f"Trainer.load_checkpoint: {os.fspath(path)!r} has {checkpoint.epoch} epochs done, "
+                             f"more than max_epoch={self.max_epoch}")
+        self.model.load_state_dict(checkpoint.model_state)
+        if checkpoint.optimizer_state is not None:
+            self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        if checkpoint.monitor_state is not None:
+            self.monitor.load_state_dict(checkpoint.monitor_state)
+        if checkpoint.rng_state is not None:
+            set_state(checkpoint.rng_state)
+        self.epoch = checkpoint.epoch
+        return self
+
+    @classmethod
+    def resume(cls, path: str | os.PathLike, *, dataset: Any, model: Any, loss: Any, optimizer: Any,
+               max_epoch: int, **kwargs: Any) -> "Trainer":
+        """A Trainer set up with ``init(dataset, model, loss, optimizer)`` and the
+        checkpoint at ``path`` loaded; ``kwargs`` go to the constructor."""
+        trainer = cls(max_epoch, **kwargs)
+        trainer.init(dataset, model, loss, optimizer)
+        return trainer.load_checkpoint(path)
+
+    # -- resources ---------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Release what the Trainer holds (an open progress bar)."""
+        if self._progress_bar is not None:
+            self._progress_bar.abort()
+            self._progress_bar = None
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        return (f"Trainer(max_epoch={self.max_epoch}, epoch={self.epoch}, progress={self.progress!r}, "
+                f"evaluator={type(self.evaluator).__name__ if self.evaluator else None})")
