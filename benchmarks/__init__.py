@@ -1,0 +1,9 @@
+"""tinyai's benchmarks: ``python -m benchmarks`` (or ``make bench``) runs every section.
+
+Each section is a module ``benchmarks/bench_*.py`` with four names:
+``SECTION`` (the JSON file name), ``TITLE``, ``run(quick) -> dict`` and
+``report(data) -> str``. Add a module and list it in ``SECTIONS`` below to add
+a section (data parallel, GPU, ...). Timing helpers live in
+``benchmarks.common``. Speed is measured here and never asserted in tests.
+"""
+SECTIONS = ("benchmarks.bench_ops", "benchmarks.bench_mlp")
