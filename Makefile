@@ -27,5 +27,10 @@ test: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks
 
+# The documentation site (docs/ -> site/); --strict turns broken links and
+# missing API references into errors.
+docs: $(VENV)/.dev
+	$(BIN)/python -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis
