@@ -63,7 +63,7 @@ class EpochProgress:
         self.samples = 0
         self.loss_sum = 0.0
         self.batches = 0
-        self.start = time.perf_counter()
+        self.rate = 0.0
         self.bar: Any = None
         if mode == "bar":
             tqdm = _load_tqdm()
@@ -77,9 +77,10 @@ class EpochProgress:
                 width = len(str(max_epoch))
                 self.bar = tqdm(total=total, desc=f"epoch {epoch:>{width}}/{max_epoch}", unit="batch",
                                 leave=True, file=self.stream, dynamic_ncols=True)
+        # Started after the bar exists, so importing tqdm does not count as training time.
+        self.start = time.perf_counter()
 
-    @property
-    def samples_per_second(self) -> float:
+    def _samples_per_second(self) -> float:
         elapsed = time.perf_counter() - self.start
         return self.samples / elapsed if elapsed > 0 else 0.0
 
@@ -88,15 +89,17 @@ class EpochProgress:
         self.samples += batch_size
         self.loss_sum += loss
         self.batches += 1
+        # Training throughput only: the rate is frozen before the evaluation runs.
+        self.rate = self._samples_per_second()
         if self.bar is not None:
             self.bar.set_postfix_str(f"loss {self.loss_sum / self.batches:.4f}, "
-                                     f"{self.samples_per_second:,.0f} samples/s", refresh=False)
+                                     f"{self.rate:,.0f} samples/s", refresh=False)
             self.bar.update(1)
 
     def close(self, metrics: dict[str, float | None]) -> None:
         """End the epoch, showing its final ``metrics`` (name -> value)."""
         shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if value is not None)
-        rate = f"{self.samples_per_second:,.0f} samples/s"
+        rate = f"{self.rate:,.0f} samples/s"
         if self.bar is not None:
             self.bar.set_postfix_str(f"{shown}, {rate}", refresh=True)
             self.bar.close()

@@ -222,7 +222,7 @@ class Trainer:
             loss.unchain_backward()
             if self.on_nan == "raise":
                 raise NonFiniteLossError(message)
-            warnings.warn(message + "; skipping this batch's update", RuntimeWarning, stacklevel=3)
+            warnings.warn(message + "; skipping this batch's update", RuntimeWarning, stacklevel=4)
             return None, None
         self.model.clear_grads()
         loss.backward()
