@@ -23,6 +23,8 @@ from tinyai.autograd import (
 )
 from tinyai import functions
 from tinyai import nn
+from tinyai import losses, optim
+from tinyai.training import Model
 from tinyai.backend import get_array_module, is_gpu_available, seed, to_cpu, to_gpu
 
 __version__ = "0.1.0"
@@ -31,4 +33,5 @@ __all__ = [
     "Variable", "Function", "as_variable", "no_grad", "enable_grad", "test_mode", "train_mode",
     "is_grad_enabled", "is_train_mode", "functions", "nn", "backend", "get_array_module",
     "is_gpu_available", "to_gpu", "to_cpu", "seed",
+    "optim", "losses", "Model",
 ]

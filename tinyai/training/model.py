@@ -1,0 +1,341 @@
+"""The Model: a named network with saving, loading and a summary (TinyAI's Model and ModelInfo).
+
+A ``Block`` is the network; a ``Model`` is what one trains, saves and ships:
+it gives the block a name, writes its weights to an ``.npz`` file and reads
+them back, and describes itself as a table. Everything else (forward,
+parameters, modes, devices) is the block's, passed through unchanged, so
+parameter names are the block's own (``fc1.W``), and an optimizer built on
+the model or on the block keys its state the same way.
+
+Files are plain ``.npz`` archives: one array per parameter or buffer under
+its dotted name, plus two entries under the reserved ``__tinyai__.`` prefix
+(the format version and the model's name). Loading never unpickles, so a
+weights file cannot run code.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from tinyai.autograd import Variable, no_grad, test_mode
+from tinyai.backend import get_default_dtype, is_array, to_cpu
+from tinyai.nn import Layer, Parameter
+
+#: Keys under this prefix in a weights file are metadata, not weights.
+META_PREFIX = "__tinyai__."
+FORMAT_VERSION = 1
+
+
+@dataclass
+class LayerInfo:
+    """One row of a model summary."""
+
+    name: str                        #: dotted name in the model ("encoder.fc1")
+    type: str                        #: class name ("Linear")
+    params: int                      #: elements of the layer's *own* Parameters (not its children's)
+    output_shape: Any = None         #: shape of its last output in ``info(sample)``; None if unknown
+
+
+@dataclass
+class ModelInfo:
+    """What ``Model.info()`` reports: the layers, their output shapes and parameter counts.
+
+    ``str(info)`` is the table that ``Model.summary()`` returns.
+    """
+
+    name: str
+    layers: list[LayerInfo] = field(default_factory=list)
+    total_params: int = 0
+    input_shape: Any = None
+
+    def __str__(self) -> str:
+        header = ("Layer (type)", "Output shape", "Params")
+        body = []
+        for row in self.layers:
+            depth = row.name.count(".")
+            label = f"{'  ' * depth}{row.name.rsplit('.', 1)[-1]} ({row.type})"
+            shape = "?" if row.output_shape is None else str(row.output_shape)
+            body.append((label, shape, f"{row.params:,}"))
+        widths = [max(len(r[i]) for r in [header, *body]) for i in range(3)]
+        line = "=" * (widths[0] + widths[1] + widths[2] + 6)
+
+        def fmt(r: tuple[str, str, str]) -> str:
+            return f"{r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:>{widths[2]}}"
+
+        out = [f"Model: {self.name}"]
+        if self.input_shape is not None:
+            out.append(f"Input shape: {self.input_shape}")
+        out += [line, fmt(header), line, *(fmt(r) for r in body), line,
+                f"Total params: {self.total_params:,}"]
+        return "\n".join(out)
+
+
+def _shape_of(value: Any) -> Any:
+    if isinstance(value, (tuple, list)):
+        return tuple(_shape_of(v) for v in value)
+    shape = getattr(value, "shape", None)
+    return tuple(shape) if shape is not None else None
+
+
+class Model:
+    """A named network: ``Model(name, block)``.
+
+    Args:
+        name: the model's name (shown in summaries, stored in saved files).
+        block: the network, a ``Layer`` or ``Block``.
+
+    >>> import numpy as np
+    >>> from tinyai.nn import Linear
+    >>> model = Model("regressor", Linear(3, 1))
+    >>> model(np.ones((2, 3), dtype=np.float32)).shape
+    (2, 1)
+    >>> [name for name, _ in model.named_params()]
+    ['W', 'b']
+    """
+
+    def __init__(self, name: str, block: Layer) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"Model: name must be a non-empty string, got {name!r}")
+        if not isinstance(block, Layer):
+            raise TypeError(f"Model {name!r}: block must be a tinyai.nn Layer or Block, got {type(block).__name__}")
+        self.name = name
+        self.block = block
+
+    # -- the block, passed through ------------------------------------------------------
+    def forward(self, *xs: Any) -> Any:
+        """Run the network on the inputs (arrays become Variables without gradient)."""
+        return self.block(*xs)
+
+    def __call__(self, *xs: Any) -> Any:
+        return self.forward(*xs)
+
+    def params(self) -> Iterator[Parameter]:
+        return self.block.params()
+
+    def named_params(self) -> Iterator[tuple[str, Parameter]]:
+        """(dotted name, Parameter) in the block's stable order."""
+        return self.block.named_params()
+
+    def named_buffers(self) -> Iterator[tuple[str, Any]]:
+        return self.block.named_buffers()
+
+    def named_layers(self) -> Iterator[tuple[str, Layer]]:
+        return self.block.named_layers()
+
+    def num_params(self) -> int:
+        """The number of trainable scalars."""
+        return self.block.num_params()
+
+    def clear_grads(self) -> None:
+        self.block.clear_grads()
+
+    def train(self, mode: bool = True) -> "Model":
+        self.block.train(mode)
+        return self
+
+    def eval(self) -> "Model":
+        self.block.eval()
+        return self
+
+    @property
+    def training(self) -> bool:
+        return self.block.training
+
+    def reset_state(self) -> None:
+        self.block.reset_state()
+
+    def to_gpu(self) -> "Model":
+        self.block.to_gpu()
+        return self
+
+    def to_cpu(self) -> "Model":
+        self.block.to_cpu()
+        return self
+
+    def state_dict(self) -> dict[str, Any]:
+        """name -> array for every Parameter and persistent buffer (the block's own arrays)."""
+        return self.block.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+        self.block.load_state_dict(state, strict=strict)
+
+    # -- files ----------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the weights (and buffers) to ``path`` as an ``.npz`` archive, atomically.
+
+        The archive is written to a temporary file in the same directory and
+        then renamed over ``path`` (``os.replace``), so a crash mid-write
+        never leaves a half-written file where a good one was. The name is
+        used exactly as given (no ``.npz`` is appended).
+        """
+        path = os.fspath(path)
+        arrays: dict[str, Any] = {}
+        for key, value in self.state_dict().items():
+            if key.startswith(META_PREFIX):
+                raise ValueError(f"Model.save: parameter name {key!r} uses the reserved prefix {META_PREFIX!r}")
+            arrays[key] = to_cpu(value)
+        arrays[META_PREFIX + "format"] = np.asarray(FORMAT_VERSION)
+        arrays[META_PREFIX + "name"] = np.asarray(self.name)
+        directory = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)  # a file object: np.savez adds no suffix
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+
+    def load_weights(self, path: str | os.PathLike, strict: bool = True) -> None:
+        """Read weights saved by ``save`` into this model (TinyAI's ``loadModel`` for weights).
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: the file is not a readable ``.npz`` archive, or its
+                parameter names and shapes do not fit this model's
+                architecture (the message lists every difference).
+        """
+        arrays = read_weights(path)
+        saved_name = arrays.pop(META_PREFIX + "name", None)
+        for key in [k for k in arrays if k.startswith(META_PREFIX)]:
+            del arrays[key]
+        try:
+            self.block.load_state_dict(arrays, strict=strict)
+        except ValueError:
+            origin = f" (saved from model {str(saved_name)!r})" if saved_name is not None else ""
+            raise ValueError(f"Model.load_weights: {os.fspath(path)!r}{origin} does not fit model {self.name!r}: "
+                             + _describe_mismatch(self.block.state_dict(), arrays, strict)) from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, block: Layer, name: str | None = None) -> "Model":
+        """A new Model around ``block`` with the weights from ``path``; the name defaults to the saved one."""
+        if name is None:
+            saved = read_weights(path).get(META_PREFIX + "name")
+            name = str(saved) if saved is not None else os.path.splitext(os.path.basename(os.fspath(path)))[0]
+        model = cls(name, block)
+        model.load_weights(path)
+        return model
+
+    # -- description ------------------------------------------------------------------------
+    def info(self, sample: Any = None) -> ModelInfo:
+        """Layers, parameter counts and (given a sample input) output shapes (TinyAI's ModelInfo).
+
+        Args:
+            sample: optional input to run once (under ``no_grad`` and test
+                mode) to record each layer's output shape: an array, a
+                Variable, a tuple of them for several inputs, or a shape tuple
+                of ints (filled with zeros of the default float dtype).
+        """
+        layers = [(name, layer) for name, layer in self.named_layers() if name]
+        if not layers:
+            layers = [("", self.block)]  # a bare layer: one row for itself
+        shapes: dict[str, Any] = {}
+        input_shape = None
+        if sample is not None:
+            inputs = _sample_inputs(sample)
+            input_shape = _shape_of(inputs[0]) if len(inputs) == 1 else _shape_of(inputs)
+            shapes = self._record_output_shapes(inputs, layers)
+        rows = []
+        for name, layer in layers:
+            own = sum(int(p.size) for pname, p in layer.named_params() if "." not in pname)
+            rows.append(LayerInfo(name or type(layer).__name__, type(layer).__name__, own, shapes.get(name)))
+        return ModelInfo(self.name, rows, self.num_params(), input_shape)
+
+    def summary(self, sample: Any = None) -> str:
+        """The ``info()`` table as text: one row per layer, then the total parameter count."""
+        return str(self.info(sample))
+
+    def _record_output_shapes(self, inputs: tuple, layers: list[tuple[str, Layer]]) -> dict[str, Any]:
+        """Run the model once, noting the shape of what each layer returns."""
+        shapes: dict[str, Any] = {}
+
+        def recorder(name: str, forward: Any) -> Any:
+            def record(*xs: Any, **kwargs: Any) -> Any:
+                out = forward(*xs, **kwargs)
+                shapes[name] = _shape_of(out)
+                return out
+            return record
+
+        wrapped = []
+        try:
+            for name, layer in layers:
+                # An instance attribute shadows the class's forward for this one run.
+                object.__setattr__(layer, "forward", recorder(name, layer.forward))
+                wrapped.append(layer)
+            with no_grad(), test_mode():
+                self.forward(*inputs)
+        finally:
+            for layer in wrapped:
+                object.__delattr__(layer, "forward")
+        return shapes
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, {repr(self.block)})"
+
+
+def _sample_inputs(sample: Any) -> tuple:
+    if isinstance(sample, tuple) and sample and all(isinstance(d, (int, np.integer)) for d in sample):
+        return (np.zeros(sample, dtype=get_default_dtype()),)
+    if isinstance(sample, (Variable,)) or is_array(sample):
+        return (sample,)
+    if isinstance(sample, (tuple, list)):
+        return tuple(sample)
+    raise TypeError(f"Model.info: sample must be an array, a Variable, a tuple of them or a shape tuple, "
+                    f"got {type(sample).__name__}")
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` weights file, read without unpickling anything.
+
+    Raises FileNotFoundError (or another OSError) naming the path when it
+    cannot be opened, and ValueError naming the path when its content is not
+    a readable ``.npz`` archive of arrays.
+    """
+    path = os.fspath(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not hasattr(data, "files"):
+            raise ValueError(f"Model.load_weights: {path!r} holds a single .npy array, not an .npz weights archive")
+        with data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Model.load_weights: no such file: {path!r}") from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise type(exc)(f"Model.load_weights: cannot open {path!r}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        if str(exc).startswith("Model.load_weights"):
+            raise
+        raise ValueError(f"Model.load_weights: cannot read {path!r} as an .npz weights file "
+                         f"(corrupt, truncated or another format): {exc}") from None
+    except ( OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"Model.load_weights: cannot read {path!r} as an .npz weights file "
+                         f"(corrupt, truncated or another format): {exc}") from None
+
+
+def _describe_mismatch(current: Mapping[str, Any], saved: Mapping[str, Any], strict: bool) -> str:
+    """Which names are missing, unexpected or differently shaped, with their shapes."""
+    def shape(value: Any) -> tuple:
+        return tuple(getattr(value, "shape", ()))
+
+    missing = [f"{k} {shape(v)}" for k, v in current.items() if k not in saved]
+    unexpected = [f"{k} {shape(v)}" for k, v in saved.items() if k not in current]
+    misshaped = [f"{k} (model {shape(current[k])}, file {shape(v)})"
+                 for k, v in saved.items() if k in current and shape(current[k]) != shape(v)]
+    parts = []
+    if misshaped:
+        parts.append("different shapes: " + ", ".join(misshaped))
+    if strict and missing:
+        parts.append("in the model but not in the file: " + ", ".join(missing))
+    if strict and unexpected:
+        parts.append("in the file but not in the model: " + ", ".join(unexpected))
+    return "; ".join(parts) or "the block refused the weights"
