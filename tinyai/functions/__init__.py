@@ -27,6 +27,12 @@ from tinyai.functions.shape import (
     transpose,
 )
 from tinyai.functions.softmax import log_softmax, softmax
+from tinyai.functions.conv import conv2d, conv_transpose2d
+from tinyai.functions.dropout import dropout
+from tinyai.functions.embedding import embedding
+from tinyai.functions.im2col import col2im, im2col
+from tinyai.functions.normalization import batch_norm, layer_norm
+from tinyai.functions.pooling import avg_pool2d, max_pool2d
 
 
 def _install_operators() -> None:
@@ -67,4 +73,6 @@ __all__ = [
     "sum", "mean", "max", "min", "var", "logsumexp",
     "matmul", "linear", "softmax", "log_softmax",
     "softmax_cross_entropy", "sigmoid_cross_entropy", "mean_squared_error", "huber_loss",
+    "im2col", "col2im", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
+    "batch_norm", "layer_norm", "dropout", "embedding",
 ]

@@ -1,0 +1,232 @@
+"""2-D convolution and its transpose, both through im2col.
+
+conv2d slides a kernel over the image; after ``im2col`` has laid every window
+out as its own slot, the whole convolution is one tensor contraction:
+
+    y[n, o, r, s] = b[o] + sum_{c, i, j} W[o, c, i, j] * col[n, c, i, j, r, s]
+
+conv_transpose2d is the adjoint (transpose) of that linear map in its input:
+each input pixel spreads a copy of the kernel, scaled by its value, over the
+output, and ``col2im`` adds the overlapping copies. It is what a convolution's
+input gradient computes, and, used forward, it upsamples (stride > 1 grows the
+image).
+
+The two are each other's backward, and the weight gradient of both is one
+more Function (``Conv2dGradW``) whose own backward is again written with
+conv2d and conv_transpose2d. So every gradient here is built from
+differentiable operations, and second derivatives work.
+
+Weight layouts (the usual convention, as in Chainer and PyTorch):
+
+* conv2d:           W has shape (out_channels, in_channels, kh, kw)
+* conv_transpose2d: W has shape (in_channels, out_channels, kh, kw)
+
+so a conv2d and the conv_transpose2d that undoes its shapes share one W.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from tinyai.autograd import Function, Variable
+from tinyai.backend import get_array_module
+from tinyai.functions.im2col import (
+    Pair,
+    as_pair,
+    check_window,
+    col2im_array,
+    conv_output_size,
+    im2col_array,
+)
+from tinyai.functions.reductions import sum as sum_
+
+
+def _check_weights(op: str, x: Any, W: Any, b: Any, in_axis: int, out_axis: int, layout: str) -> None:
+    """Shapes of input, weights and bias must agree; the messages say which disagree."""
+    if x.ndim != 4:
+        raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    if W.ndim != 4:
+        raise ValueError(f"{op}: W must be 4-D {layout}, got shape {tuple(W.shape)}")
+    if x.shape[1] != W.shape[in_axis]:
+        raise ValueError(f"{op}: input has {x.shape[1]} channels but W expects {W.shape[in_axis]} "
+                         f"(W shape {tuple(W.shape)})")
+    if b is not None and tuple(b.shape) != (W.shape[out_axis],):
+        raise ValueError(f"{op}: bias has shape {tuple(b.shape)}, expected ({W.shape[out_axis]},) "
+                         f"for W of shape {tuple(W.shape)}")
+
+
+def _bias_grad(function: Function, gy: Variable) -> Variable | None:
+    if len(function.inputs) < 3 or not function.inputs[2].requires_grad:
+        return None
+    return sum_(gy, axis=(0, 2, 3))
+
+
+class Conv2d(Function):
+    """y = conv2d(x, W) + b. x (N, C, H, W), W (O, C, kh, kw), b (O,) -> y (N, O, OH, OW)."""
+
+    def __init__(self, stride: Pair, pad: Pair) -> None:
+        self.stride, self.pad = stride, pad
+
+    def forward(self, x, W, b=None):
+        _check_weights("conv2d", x, W, b, 1, 0, "(out_channels, in_channels, kh, kw)")
+        kernel = (W.shape[2], W.shape[3])
+        check_window("conv2d", x.shape, kernel, self.pad)
+        xp = get_array_module(x)
+        col = im2col_array(x, kernel, self.stride, self.pad)
+        y = xp.tensordot(col, W, axes=((1, 2, 3), (1, 2, 3)))  # (N, OH, OW, O)
+        if b is not None:
+            y += b
+        return y.transpose(0, 3, 1, 2)
+
+    def backward(self, gy):
+        x, W = self.inputs[0], self.inputs[1]
+        gx = gW = None
+        if x.requires_grad:
+            gx = conv_transpose2d(gy, W, stride=self.stride, pad=self.pad, out_size=x.shape[2:])
+        if W.requires_grad:
+            gW = Conv2dGradW((W.shape[2], W.shape[3]), self.stride, self.pad)(x, gy)
+        if len(self.inputs) == 2:
+            return gx, gW
+        return gx, gW, _bias_grad(self, gy)
+
+
+class ConvTranspose2d(Function):
+    """y = conv_transpose2d(x, W) + b. x (N, C, H, W), W (C, O, kh, kw), b (O,) -> y (N, O, OH, OW)."""
+
+    def __init__(self, stride: Pair, pad: Pair, out_size: Pair | None) -> None:
+        self.stride, self.pad, self.out_size = stride, pad, out_size
+
+    def forward(self, x, W, b=None):
+        _check_weights("conv_transpose2d", x, W, b, 0, 1, "(in_channels, out_channels, kh, kw)")
+        kernel = (W.shape[2], W.shape[3])
+        out_size = _transpose_out_size(x.shape, kernel, self.stride, self.pad, self.out_size)
+        xp = get_array_module(x)
+        col = xp.tensordot(W, x, axes=(0, 1))  # (O, kh, kw, N, H, W)
+        col = col.transpose(3, 0, 1, 2, 4, 5)  # (N, O, kh, kw, H, W): the windows of the output
+        y = col2im_array(col, (x.shape[0], W.shape[1]) + out_size, kernel, self.stride, self.pad)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        return y
+
+    def backward(self, gy):
+        x, W = self.inputs[0], self.inputs[1]
+        gx = gW = None
+        if x.requires_grad:
+            gx = conv2d(gy, W, stride=self.stride, pad=self.pad)
+        if W.requires_grad:
+            # The weight gradient of y = conv_transpose2d(x, W) is the weight
+            # gradient of the convolution gy -> x that it is the transpose of.
+            gW = Conv2dGradW((W.shape[2], W.shape[3]), self.stride, self.pad)(gy, x)
+        if len(self.inputs) == 2:
+            return gx, gW
+        return gx, gW, _bias_grad(self, gy)
+
+
+class Conv2dGradW(Function):
+    """The weight gradient of conv2d: gW[o, c, i, j] = sum_{n, r, s} gy[n, o, r, s] * col(x)[n, c, i, j, r, s].
+
+    Inputs x (N, C, H, W) and gy (N, O, OH, OW); output (O, C, kh, kw). It is
+    bilinear in (x, gy), so its backward needs no new kind of operation: the
+    part for x is a transposed convolution of gy, the part for gy a
+    convolution of x, both with the incoming gradient as the kernel.
+    """
+
+    def __init__(self, kernel: Pair, stride: Pair, pad: Pair) -> None:
+        self.kernel, self.stride, self.pad = kernel, stride, pad
+
+    def forward(self, x, gy):
+        xp = get_array_module(x)
+        col = im2col_array(x, self.kernel, self.stride, self.pad)
+        return xp.tensordot(gy, col, axes=((0, 2, 3), (0, 4, 5)))
+
+    def backward(self, ggW):
+        x, gy = self.inputs
+        gx = ggy = None
+        if x.requires_grad:
+            gx = conv_transpose2d(gy, ggW, stride=self.stride, pad=self.pad, out_size=x.shape[2:])
+        if gy.requires_grad:
+            ggy = conv2d(x, ggW, stride=self.stride, pad=self.pad)
+        return gx, ggy
+
+
+def _transpose_out_size(x_shape: Sequence[int], kernel: Pair, stride: Pair, pad: Pair,
+                        out_size: Pair | None) -> Pair:
+    """The output (height, width) of a transposed convolution, checked against the input.
+
+    With stride s a convolution maps s consecutive input sizes to the same
+    output size, so its transpose has a choice: the smallest, s (H - 1) + k - 2p,
+    unless ``out_size`` asks for one of the s - 1 larger ones.
+    """
+    if len(x_shape) != 4:
+        raise ValueError(f"conv_transpose2d: input must be 4-D (N, C, H, W), got shape {tuple(x_shape)}")
+    sizes = []
+    for axis, (h, k, s, p) in enumerate(zip(x_shape[2:], kernel, stride, pad)):
+        smallest = s * (h - 1) + k - 2 * p
+        if smallest < 1:
+            raise ValueError(f"conv_transpose2d: input shape {tuple(x_shape)} with kernel {kernel}, stride {stride} "
+                             f"and pad {pad} gives an empty output (size {smallest} along axis {axis + 2})")
+        if out_size is None:
+            sizes.append(smallest)
+            continue
+        wanted = out_size[axis]
+        if conv_output_size(wanted, k, s, p) != h or wanted < k - 2 * p:
+            raise ValueError(f"conv_transpose2d: out_size {tuple(out_size)} cannot come from input shape "
+                             f"{tuple(x_shape)} with kernel {kernel}, stride {stride} and pad {pad}: along axis "
+                             f"{axis + 2} the size must be between {smallest} and {smallest + s - 1}")
+        sizes.append(wanted)
+    return (sizes[0], sizes[1])
+
+
+def conv2d(x: Any, W: Any, b: Any = None, stride: int | Pair = 1, pad: int | Pair = 0) -> Variable:
+    """2-D convolution (cross-correlation, as in every deep-learning framework).
+
+    y[n, o, r, s] = b[o] + sum_{c, i, j} W[o, c, i, j] * xpad[n, c, r*sh + i, s*sw + j]
+
+    Args:
+        x: input of shape (N, C, H, W).
+        W: kernel of shape (out_channels, in_channels, kh, kw).
+        b: optional bias of shape (out_channels,).
+        stride, pad: an int or a (height, width) pair; pad adds zeros on
+            both sides.
+
+    Returns (N, out_channels, OH, OW) with OH = (H + 2 ph - kh) // sh + 1.
+
+    >>> import numpy as np
+    >>> conv2d(np.ones((2, 3, 5, 5)), np.ones((4, 3, 3, 3)), pad=1).shape
+    (2, 4, 5, 5)
+    """
+    stride = as_pair(stride, "conv2d", "stride", 1)
+    pad = as_pair(pad, "conv2d", "pad", 0)
+    function = Conv2d(stride, pad)
+    return function(x, W) if b is None else function(x, W, b)
+
+
+def conv_transpose2d(x: Any, W: Any, b: Any = None, stride: int | Pair = 1, pad: int | Pair = 0,
+                     out_size: int | Pair | None = None) -> Variable:
+    """Transposed convolution ("deconvolution"): the adjoint of conv2d in its input.
+
+    y = b + conv2d^T(x): every input pixel x[n, c, r, s] adds x[n, c, r, s] * W[c, :, :, :]
+    into the output window at (r*sh - ph, s*sw - pw); overlapping windows add.
+
+    Args:
+        x: input of shape (N, in_channels, H, W).
+        W: kernel of shape (in_channels, out_channels, kh, kw) — note the
+            order: the conv2d whose transpose this is maps out_channels to
+            in_channels with the same array.
+        b: optional bias of shape (out_channels,).
+        stride, pad: as for the matching conv2d (pad is removed from the
+            output's border).
+        out_size: (OH, OW); defaults to the smallest, sh (H - 1) + kh - 2 ph.
+            With stride > 1 up to sh - 1 more rows fit (see conv2d's floor).
+
+    Returns (N, out_channels, OH, OW).
+
+    >>> import numpy as np
+    >>> conv_transpose2d(np.ones((1, 4, 3, 3)), np.ones((4, 2, 4, 4)), stride=2, pad=1).shape
+    (1, 2, 6, 6)
+    """
+    stride = as_pair(stride, "conv_transpose2d", "stride", 1)
+    pad = as_pair(pad, "conv_transpose2d", "pad", 0)
+    size = None if out_size is None else as_pair(tuple(out_size) if not isinstance(out_size, int) else out_size,
+                                                 "conv_transpose2d", "out_size", 1)
+    function = ConvTranspose2d(stride, pad, size)
+    return function(x, W) if b is None else function(x, W, b)
