@@ -1,0 +1,104 @@
+"""Data-parallel steps give the parameters of single-thread steps on the same batches."""
+import numpy as np
+import pytest
+
+import tinyai as ta
+from tinyai.backend import default_dtype
+from tinyai.parallel.engine import DataParallel, ShardError
+from tinyai.parallel.utils import deep_copy_model
+
+from tests.parallel.models import ExplodingLoss, MeanSquared, TwoLayerNet
+
+
+def _batches(n_steps, batch, rng, dtype):
+    return [(rng.standard_normal((batch, 6)).astype(dtype), rng.standard_normal((batch, 3)).astype(dtype))
+            for _ in range(n_steps)]
+
+
+def _sgd(model, lr=0.1):
+    for p in model.params():
+        p.data -= lr * p.grad.data
+
+
+def _single_thread(model, loss, batches):
+    for x, y in batches:
+        model.clear_grads()
+        value = loss.loss(ta.Variable(y, requires_grad=False), model(ta.Variable(x, requires_grad=False)))
+        value.backward()
+        _sgd(model)
+    return model
+
+
+def _data_parallel(model, loss, batches, workers, backend):
+    engine = DataParallel(model, loss, workers, backend=backend)
+    try:
+        for x, y in batches:
+            model.clear_grads()
+            engine.compute_gradients(x, y)
+            _sgd(model)
+    finally:
+        engine.shutdown()
+    return model
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4])
+def test_threads_match_single_thread_float64(workers):
+    rng = np.random.default_rng(1)
+    with default_dtype(np.float64):
+        ta.seed(7)
+        master = TwoLayerNet()
+    reference = deep_copy_model(master)
+    batches = _batches(4, 10, rng, np.float64)  # 10 examples: uneven shards on 3 and 4 workers
+    _single_thread(reference, MeanSquared(), batches)
+    _data_parallel(master, MeanSquared(), batches, workers, "thread")
+    for (name, p), (_, q) in zip(master.named_params(), reference.named_params()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_processes_match_single_thread_float32():
+    rng = np.random.default_rng(2)
+    ta.seed(3)
+    master = TwoLayerNet()
+    reference = deep_copy_model(master)
+    batches = _batches(3, 9, rng, np.float32)
+    _single_thread(reference, MeanSquared(), batches)
+    _data_parallel(master, MeanSquared(), batches, 2, "process")
+    for (name, p), (_, q) in zip(master.named_params(), reference.named_params()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_failed_shard_raises_with_worker_id(backend):
+    ta.seed(0)
+    model = TwoLayerNet()
+    engine = DataParallel(model, ExplodingLoss(), 2, backend=backend)
+    try:
+        x = np.ones((4, 6), dtype=np.float32)
+        y = np.ones((4, 3), dtype=np.float32)
+        y[2:, 0] = -1  # the second shard fails
+        with pytest.raises(ShardError, match="worker 1 failed") as info:
+            engine.compute_gradients(x, y)
+        assert info.value.worker_id == 1
+    finally:
+        engine.shutdown()
+
+
+def test_skip_averages_the_shards_that_succeeded():
+    ta.seed(0)
+    model = TwoLayerNet()
+    reference = deep_copy_model(model)
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((6, 6)).astype(np.float32)
+    y = np.abs(rng.standard_normal((6, 3))).astype(np.float32)
+    y[3, 0] = -1.0  # worker 1's shard is rows 3..5
+    engine = DataParallel(model, ExplodingLoss(), 2, backend="thread", on_error="skip")
+    try:
+        outcome = engine.compute_gradients(x, y)
+    finally:
+        engine.shutdown()
+    assert (outcome.ok_shards, outcome.failed_shards, outcome.batch_size) == (1, 1, 3)
+    # The average must be the first shard's gradient alone, not half of it.
+    loss = MeanSquared().loss(ta.Variable(y[:3]), reference(ta.Variable(x[:3])))
+    loss.backward()
+    for (name, p), (_, q) in zip(model.named_params(), reference.named_params()):
+        np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=1e-5, err_msg=name)

@@ -1,0 +1,102 @@
+"""The process executor: real worker processes and shared memory, and their clean-up."""
+import os
+import signal
+import time
+from multiprocessing import shared_memory
+
+import numpy as np
+import pytest
+
+import tinyai as ta
+from tinyai.parallel.engine import DataParallel
+from tinyai.parallel.process_executor import ProcessExecutor, WorkerFailedError
+
+from tests.parallel.models import MeanSquared, TwoLayerNet
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); read its state.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _segment_exists(name):
+    try:
+        segment = shared_memory.SharedMemory(name=name)
+    except FileNotFoundError:
+        return False
+    segment.close()
+    return True
+
+
+def _batch(n=8):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, 6)).astype(np.float32), rng.standard_normal((n, 3)).astype(np.float32)
+
+
+def test_shutdown_leaves_no_process_and_no_segment():
+    ta.seed(0)
+    executor = ProcessExecutor(TwoLayerNet(), MeanSquared(), 2)
+    pids, names = executor.pids, executor.segment_names
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    assert len(names) == 3 and all(_segment_exists(n) for n in names)
+    executor.shutdown()
+    executor.shutdown()  # idempotent
+    assert not any(_alive(p) for p in pids)
+    assert not any(_segment_exists(n) for n in names)
+
+
+def test_killed_worker_is_reported_quickly_and_cleaned_up():
+    ta.seed(0)
+    model = TwoLayerNet()
+    engine = DataParallel(model, MeanSquared(), 2, backend="process")
+    pids, names = engine.executor.pids, engine.executor.segment_names
+    x, y = _batch()
+    engine.compute_gradients(x, y)  # a healthy step first
+    os.kill(pids[1], signal.SIGKILL)
+    start = time.monotonic()
+    with pytest.raises(WorkerFailedError, match=r"worker 1 \(pid \d+\) died"):
+        engine.compute_gradients(x, y)
+    assert time.monotonic() - start < 5
+    engine.shutdown()
+    assert not any(_alive(p) for p in pids)
+    assert not any(_segment_exists(n) for n in names)
+
+
+def test_worker_exception_arrives_with_its_traceback():
+    from tests.parallel.models import ExplodingLoss
+
+    ta.seed(0)
+    executor = ProcessExecutor(TwoLayerNet(), ExplodingLoss(), 2)
+    try:
+        x, y = _batch(4)
+        y = np.abs(y)
+        y[0, 0] = -1  # only the first shard fails
+        results = executor.compute(TwoLayerNet(), x, y)
+        assert [r.success for r in results] == [False, True]
+        assert "exploding loss" in str(results[0].exception)
+        assert "traceback" in str(results[0].exception)
+    finally:
+        executor.shutdown()
+
+
+def test_dropped_executor_is_released_by_its_finalizer():
+    import gc
+
+    ta.seed(0)
+    executor = ProcessExecutor(TwoLayerNet(), MeanSquared(), 1)
+    pids, names = executor.pids, executor.segment_names
+    del executor
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids)
+    assert not any(_segment_exists(n) for n in names)

@@ -1,0 +1,14 @@
+"""Layer 5: data-parallel training (TinyAI's ml.parallel)."""
+from tinyai.parallel.aggregator import GradientAggregator
+from tinyai.parallel.utils import (
+    apply_aggregated_gradients,
+    deep_copy_model,
+    format_parallel_stats,
+    get_recommended_thread_count,
+    is_model_parallelizable,
+)
+
+__all__ = [
+    "GradientAggregator", "deep_copy_model", "is_model_parallelizable", "get_recommended_thread_count",
+    "apply_aggregated_gradients", "format_parallel_stats",
+]

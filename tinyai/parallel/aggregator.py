@@ -1,0 +1,107 @@
+"""GradientAggregator: collect the gradients of every shard, hand out their average.
+
+In synchronous data parallelism each worker computes the gradient of the loss
+on its shard of the batch. The loss is a *mean* over examples, so the
+gradient of the whole batch of N examples is
+
+    g = sum_k (n_k / N) g_k
+
+where shard k holds n_k examples and g_k is its mean gradient. Weighting by
+shard size makes uneven shards (a batch of 10 on 3 workers: 4 + 3 + 3) give
+exactly the full-batch gradient, not an approximation.
+
+A shard that failed is recorded as a failure, never as a zero gradient: a
+zero would drag the average towards zero (TinyAI's Java aggregator did that).
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Mapping
+
+
+class GradientAggregator:
+    """Thread-safe weighted average of the gradients of ``expected_submissions`` shards.
+
+    >>> import numpy as np
+    >>> agg = GradientAggregator(2)
+    >>> agg.submit_gradients({"W": np.array([1.0])}, batch_size=3)
+    >>> agg.submit_gradients({"W": np.array([5.0])}, batch_size=1)
+    >>> agg.get_average_gradients()["W"]
+    array([2.])
+    """
+
+    def __init__(self, expected_submissions: int) -> None:
+        if not isinstance(expected_submissions, int) or expected_submissions < 1:
+            raise ValueError(f"GradientAggregator: expected_submissions must be a positive integer, "
+                             f"got {expected_submissions!r}")
+        self.expected_submissions = expected_submissions
+        self._done = threading.Condition()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every submission: ready for the next step."""
+        with self._done:
+            self._sums: dict[str, Any] = {}
+            self._total_weight = 0
+            self._arrived = 0
+            self._failures: list[tuple[int, BaseException]] = []
+
+    def submit_gradients(self, gradients: Mapping[str, Any], batch_size: int) -> None:
+        """Add one shard's gradients (parameter name -> array), weighted by its ``batch_size``."""
+        if batch_size <= 0:
+            raise ValueError(f"GradientAggregator.submit_gradients: batch_size must be positive, got {batch_size}")
+        with self._done:
+            self._check_room()
+            for name, grad in gradients.items():
+                if grad is None:
+                    continue
+                weighted = grad * batch_size
+                current = self._sums.get(name)
+                self._sums[name] = weighted if current is None else current + weighted
+            self._total_weight += batch_size
+            self._arrived += 1
+            self._done.notify_all()
+
+    def submit_failure(self, worker_id: int, error: BaseException) -> None:
+        """Record that a shard failed: it counts as arrived but adds no gradient."""
+        with self._done:
+            self._check_room()
+            self._failures.append((worker_id, error))
+            self._arrived += 1
+            self._done.notify_all()
+
+    def _check_room(self) -> None:
+        if self._arrived >= self.expected_submissions:
+            raise RuntimeError(f"GradientAggregator: all {self.expected_submissions} expected submissions "
+                               "have arrived already; call reset() before the next step")
+
+    def is_ready(self) -> bool:
+        """True when every expected shard has reported (with gradients or a failure)."""
+        with self._done:
+            return self._arrived >= self.expected_submissions
+
+    def get_submission_count(self) -> int:
+        """How many shards have reported so far, failures included."""
+        with self._done:
+            return self._arrived
+
+    @property
+    def failures(self) -> list[tuple[int, BaseException]]:
+        """(worker id, exception) for each shard that failed this step."""
+        with self._done:
+            return list(self._failures)
+
+    def get_average_gradients(self, timeout: float | None = None) -> dict[str, Any]:
+        """Block until every shard reported, then return the size-weighted mean gradients.
+
+        Only the shards that succeeded enter the average. Raises TimeoutError
+        when ``timeout`` seconds pass first, and RuntimeError when every shard failed.
+        """
+        with self._done:
+            if not self._done.wait_for(lambda: self._arrived >= self.expected_submissions, timeout):
+                raise TimeoutError(f"GradientAggregator: {self._arrived} of {self.expected_submissions} "
+                                   f"submissions arrived within {timeout} s")
+            if self._total_weight == 0:
+                raise RuntimeError(f"GradientAggregator: all {self.expected_submissions} shards failed; "
+                                   "there is no gradient to average")
+            return {name: total / self._total_weight for name, total in self._sums.items()}

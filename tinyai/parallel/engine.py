@@ -1,0 +1,133 @@
+"""DataParallel: one synchronous data-parallel step, whatever runs the shards.
+
+A step on a global batch:
+
+1. split the batch into one shard per worker;
+2. every replica starts from the master's parameters;
+3. each worker computes its shard's mean loss and gradients;
+4. the gradients are averaged, weighted by shard size, onto the master;
+5. the caller's optimizer updates the master once.
+
+Because the loss is a mean over examples, step 4 reproduces the gradient of
+the whole batch exactly, so k steps on 2, 3 or 4 workers give the same
+parameters as k single-thread steps (up to floating-point rounding).
+
+Layers whose forward looks at the whole batch break that equality: batch
+normalisation here normalises each shard with the shard's own statistics
+(as PyTorch's DistributedDataParallel does without SyncBatchNorm), and the
+master's running statistics become the size-weighted mean of the replicas'.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tinyai.parallel.aggregator import GradientAggregator
+from tinyai.parallel.processor import BatchProcessResult
+from tinyai.parallel.utils import apply_aggregated_gradients
+
+logger = logging.getLogger(__name__)
+
+BACKENDS = ("thread", "process")
+
+
+class ShardError(RuntimeError):
+    """A shard of a data-parallel step raised; ``worker_id`` says which one."""
+
+    def __init__(self, message: str, worker_id: int, cause: BaseException | None) -> None:
+        super().__init__(message)
+        self.worker_id = worker_id
+        self.cause = cause
+
+
+@dataclass
+class StepOutcome:
+    """What one data-parallel step produced."""
+
+    loss: float
+    batch_size: int
+    ok_shards: int
+    failed_shards: int
+
+
+def make_executor(backend: str, model: Any, loss: Any, workers: int, seed: int = 0) -> Any:
+    """Start the executor for ``backend`` ("thread" or "process") with ``workers`` replicas."""
+    if backend == "thread":
+        from tinyai.parallel.thread_executor import ThreadExecutor
+
+        return ThreadExecutor(model, loss, workers, seed=seed)
+    if backend == "process":
+        from tinyai.parallel.process_executor import ProcessExecutor
+
+        return ProcessExecutor(model, loss, workers, seed=seed)
+    raise ValueError(f"data parallel: unknown backend {backend!r}; choose one of {BACKENDS} or 'auto'")
+
+
+class DataParallel:
+    """Runs data-parallel steps of ``model`` under ``loss`` on an executor.
+
+    Args:
+        model: the master model; its parameters receive the averaged gradients.
+        loss: a loss object with ``loss(target, prediction)``.
+        workers: number of shards (and replicas) per step.
+        backend: "thread" or "process".
+        on_error: "raise" (stop at the first failed shard) or "skip" (average
+            the shards that succeeded and count the others).
+        seed: seeds each worker's random stream (dropout) as (seed, worker id).
+    """
+
+    def __init__(self, model: Any, loss: Any, workers: int, backend: str = "thread", on_error: str = "raise",
+                 seed: int = 0) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"data parallel: on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.model = model
+        self.loss = loss
+        self.workers = workers
+        self.backend = backend
+        self.on_error = on_error
+        self.executor = make_executor(backend, model, loss, workers, seed=seed)
+
+    @property
+    def alive(self) -> bool:
+        return self.executor is not None and self.executor.alive
+
+    def compute_gradients(self, x: Any, y: Any) -> StepOutcome:
+        """Steps 1-4: leave the batch's mean gradient on the master's parameters."""
+        results: list[BatchProcessResult] = self.executor.compute(self.model, x, y)
+        failed = [r for r in results if not r.success]
+        if failed and (self.on_error == "raise" or len(failed) == len(results)):
+            first = failed[0]
+            raise ShardError(f"data parallel: worker {first.worker_id} failed on its shard of "
+                             f"{first.batch_size} examples: {first.exception}", first.worker_id, first.exception)
+        for r in failed:
+            logger.warning("data parallel: skipped the shard of worker %d (%s)", r.worker_id, r.exception)
+        aggregator = GradientAggregator(len(results))
+        for r in results:
+            if r.success:
+                aggregator.submit_gradients(r.gradients, r.batch_size)
+            else:
+                aggregator.submit_failure(r.worker_id, r.exception)
+        apply_aggregated_gradients(self.model, aggregator.get_average_gradients())
+        ok = [r for r in results if r.success]
+        total = sum(r.batch_size for r in ok)
+        loss = sum(r.loss * r.batch_size for r in ok) / total if total else math.nan
+        return StepOutcome(loss, total, len(ok), len(failed))
+
+    def time_step(self, x: Any, y: Any, repeats: int = 3) -> float:
+        """Median seconds for computing the gradients of (x, y); parameters are left unchanged."""
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.compute_gradients(x, y)
+            times.append(time.perf_counter() - start)
+        self.model.clear_grads()
+        return sorted(times)[len(times) // 2]
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Release the executor's threads or processes. Safe to call twice."""
+        if self.executor is not None:
+            self.executor.shutdown(timeout)
+            self.executor = None

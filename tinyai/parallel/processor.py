@@ -1,0 +1,71 @@
+"""ParallelBatchProcessor: the work of one worker on one shard of a batch.
+
+Forward, loss, backward on the worker's own replica, then hand the gradients
+over. A shard that raises is reported as a failed result (and, with an
+aggregator, as a failure), never as a zero gradient.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tinyai.autograd import Variable
+
+
+@dataclass
+class BatchProcessResult:
+    """What one worker reports for one shard (TinyAI's BatchProcessResult)."""
+
+    worker_id: int
+    loss: float
+    batch_size: int
+    success: bool
+    exception: BaseException | None = None
+    gradients: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def named_gradients(model: Any) -> dict[str, Any]:
+    """Parameter name -> gradient array, for the parameters that received one."""
+    return {name: p.grad.data for name, p in model.named_params() if p.grad is not None}
+
+
+class ParallelBatchProcessor:
+    """Compute one shard's loss and gradients on a replica.
+
+    Args:
+        model: the worker's replica (a Model or Block).
+        loss: a loss object with ``loss(target, prediction)``.
+        x, y: the shard's inputs and targets (arrays).
+        worker_id: which worker runs it (reported back).
+        aggregator: if given, the gradients (or the failure) are submitted to it.
+    """
+
+    def __init__(self, model: Any, loss: Any, x: Any, y: Any, worker_id: int, aggregator: Any = None) -> None:
+        self.model = model
+        self.loss = loss
+        self.x = x
+        self.y = y
+        self.worker_id = worker_id
+        self.aggregator = aggregator
+
+    def __call__(self) -> BatchProcessResult:
+        return self.run()
+
+    def run(self) -> BatchProcessResult:
+        size = len(self.x)
+        try:
+            self.model.clear_grads()
+            prediction = self.model(Variable(self.x, requires_grad=False))
+            loss = self.loss.loss(Variable(self.y, requires_grad=False), prediction)
+            loss.backward()
+            loss.unchain_backward()
+            gradients = named_gradients(self.model)
+            value = float(loss.item())
+        except Exception as exc:
+            if self.aggregator is not None:
+                self.aggregator.submit_failure(self.worker_id, exc)
+            return BatchProcessResult(self.worker_id, math.nan, size, False, exc)
+        if self.aggregator is not None:
+            self.aggregator.submit_gradients(gradients, size)
+        return BatchProcessResult(self.worker_id, value, size, True, None, gradients)

@@ -1,0 +1,75 @@
+"""Data parallelism on threads: one replica per thread, one process.
+
+NumPy releases the interpreter lock inside BLAS and large elementwise loops,
+so two threads really do compute at once on two cores. Each thread keeps its
+own replica (made once, re-synchronised each step by copying arrays) and its
+own random stream; autograd's configuration is per thread, so ``no_grad`` in
+one worker never leaks into another. BLAS is limited to one thread per worker
+while they run, or the workers would fight for the same cores.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Iterator
+
+import numpy as np
+
+from tinyai.backend import using_rng
+from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor
+from tinyai.parallel.sharding import copy_parameters, shard_bounds
+from tinyai.parallel.utils import deep_copy_model
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def blas_threads(limit: int) -> Iterator[None]:
+    """Limit BLAS to ``limit`` threads inside the block, when threadpoolctl is installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it, BLAS keeps its own setting
+        yield
+        return
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
+
+
+class ThreadExecutor:
+    """Runs the shards of each step on a pool of threads, each with its own replica."""
+
+    kind = "thread"
+
+    def __init__(self, model: Any, loss: Any, workers: int, seed: int = 0) -> None:
+        self.workers = workers
+        self.loss = loss
+        self.replicas = [deep_copy_model(model) for _ in range(workers)]
+        self.rngs = [np.random.default_rng([seed, k]) for k in range(workers)]
+        self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="tinyai-worker")
+
+    @property
+    def alive(self) -> bool:
+        return self.pool is not None
+
+    def _run_shard(self, k: int, x: Any, y: Any) -> BatchProcessResult:
+        with using_rng(self.rngs[k]):
+            return ParallelBatchProcessor(self.replicas[k], self.loss, x, y, k).run()
+
+    def compute(self, master: Any, x: Any, y: Any) -> list[BatchProcessResult]:
+        """Each worker's loss and gradients on its shard of (x, y), master parameters in force."""
+        if self.pool is None:
+            raise RuntimeError("ThreadExecutor: the pool has been shut down")
+        for replica in self.replicas:
+            copy_parameters(master, replica)
+        bounds = shard_bounds(len(x), self.workers)
+        with blas_threads(1):
+            futures = [self.pool.submit(self._run_shard, k, x[a:b], y[a:b]) for k, (a, b) in enumerate(bounds)]
+            return [f.result() for f in futures]
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Wait for running shards, then release the threads. Safe to call twice."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None

@@ -1,0 +1,74 @@
+"""TinyAI's ParallelTrainingUtils, as module functions."""
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from typing import Any, Mapping
+
+from tinyai.autograd import Variable
+
+logger = logging.getLogger(__name__)
+
+
+def deep_copy_model(model: Any) -> Any:
+    """An independent copy of ``model`` (parameters, buffers, structure) by a pickle round trip.
+
+    Gradients and graph links are not copied: a replica starts clean.
+    """
+    grads = [(p, p.grad) for p in model.params()]
+    for p, _ in grads:
+        p.grad = None
+    try:
+        return pickle.loads(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+    finally:
+        for p, grad in grads:
+            p.grad = grad
+
+
+def is_model_parallelizable(model: Any) -> bool:
+    """True when ``model`` can be replicated (it pickles) and has parameters to train."""
+    try:
+        params = list(model.params())
+    except Exception as exc:
+        logger.warning("model cannot be replicated: listing its parameters failed (%s)", exc)
+        return False
+    if not params:
+        logger.warning("model cannot be replicated: it has no parameters")
+        return False
+    if any(p.data is None for p in params):
+        logger.warning("model cannot be replicated yet: some lazy parameters are not initialised "
+                       "(run one forward pass first)")
+        return False
+    try:
+        deep_copy_model(model)
+    except Exception as exc:
+        logger.warning("model cannot be replicated: it does not pickle (%s: %s)", type(exc).__name__, exc)
+        return False
+    return True
+
+
+def get_recommended_thread_count(batch_count: int) -> int:
+    """75% of the machine's cores, at most ``batch_count``, at least 1."""
+    cores = os.cpu_count() or 1
+    return max(1, min(int(cores * 0.75), batch_count))
+
+
+def apply_aggregated_gradients(model: Any, gradients: Mapping[str, Any]) -> None:
+    """Put averaged gradients (parameter name -> array) on the master model's parameters."""
+    named = dict(model.named_params())
+    unknown = sorted(set(gradients) - set(named))
+    if unknown:
+        raise KeyError(f"apply_aggregated_gradients: the model has no parameters named {unknown}")
+    for name, param in named.items():
+        grad = gradients.get(name)
+        param.grad = None if grad is None else Variable(grad, requires_grad=False)
+
+
+def format_parallel_stats(threads: int, ok_batches: int, total_batches: int, avg_loss: float,
+                          ms: float) -> str:
+    """One line of statistics for an epoch of parallel training."""
+    skipped = total_batches - ok_batches
+    text = (f"parallel: {threads} workers, {ok_batches}/{total_batches} batches ok"
+            f"{f' ({skipped} skipped)' if skipped else ''}, avg loss {avg_loss:.4f}, {ms:.1f} ms")
+    return text
