@@ -86,16 +86,21 @@ class Evaluator:
     Args:
         model: the model to evaluate; may be left None and is then filled
             in by ``Trainer.init``.
-        dataset: the ``DataSet`` whose ``get_test_dataset()`` is used (or
-            directly a data set of batches); may be left None, like ``model``.
+        dataset: the ``DataSet`` whose ``get_test_dataset()`` is used; may be
+            left None, like ``model``.
+        split: "test" evaluates ``dataset.get_test_dataset()``; "all" every
+            batch of ``dataset`` itself (for a data set that is the test data).
     """
 
     #: Metric name used for the training batches, or None if there is none.
     train_metric: str | None = None
 
-    def __init__(self, model: Any = None, dataset: Any = None) -> None:
+    def __init__(self, model: Any = None, dataset: Any = None, *, split: str = "test") -> None:
+        if split not in ("test", "all"):
+            raise ValueError(f"{type(self).__name__}: split must be 'test' or 'all', got {split!r}")
         self.model = model
         self.dataset = dataset
+        self.split = split
 
     def bind(self, model: Any, dataset: Any) -> None:
         """Fill in the model and data set if they were not given (used by Trainer.init)."""
@@ -110,7 +115,10 @@ class Evaluator:
             raise ValueError(f"{type(self).__name__}: no model or data set to evaluate "
                              "(pass them to the constructor or call Trainer.init first)")
         source = self.dataset
-        if hasattr(source, "get_test_dataset"):
+        if self.split == "test":
+            if not hasattr(source, "get_test_dataset"):
+                raise TypeError(f"{type(self).__name__}: {type(source).__name__} has no get_test_dataset(); "
+                                "pass split='all' to evaluate all of its batches")
             source = source.get_test_dataset()
             if source is None:
                 raise ValueError(f"{type(self).__name__}: the data set has no test split")
@@ -165,8 +173,8 @@ class RegressEval(Evaluator):
     Returns ``{"test_loss": value}``.
     """
 
-    def __init__(self, loss: Any, model: Any = None, dataset: Any = None) -> None:
-        super().__init__(model, dataset)
+    def __init__(self, loss: Any, model: Any = None, dataset: Any = None, *, split: str = "test") -> None:
+        super().__init__(model, dataset, split=split)
         self.loss = loss
 
     def evaluate(self) -> dict[str, float]:
