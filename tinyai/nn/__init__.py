@@ -9,6 +9,20 @@ from tinyai.nn.parameter import Parameter
 from tinyai.nn.layer import Layer
 from tinyai.nn.block import Block
 from tinyai.nn.linear import Linear
+from tinyai.nn.activation import GELU, Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh, get_activation
+from tinyai.nn.shape import Flatten, Reshape
+from tinyai.nn.recurrent import GRU, LSTM, SimpleRNN
+from tinyai.nn.dropout import Dropout
+from tinyai.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from tinyai.nn.attention import MultiHeadAttention
+from tinyai.nn.positional import PositionalEncoding
+from tinyai.nn.transformer import FeedForward, TransformerDecoderLayer, TransformerEncoderLayer
 from tinyai.nn import init
 
-__all__ = ["Parameter", "Layer", "Block", "Linear", "init"]
+__all__ = [
+    "Parameter", "Layer", "Block", "init",
+    "Linear", "Flatten", "Reshape",
+    "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Activation", "get_activation",
+    "SimpleRNN", "LSTM", "GRU", "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
+    "MultiHeadAttention", "PositionalEncoding", "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer",
+]
