@@ -24,6 +24,7 @@ from tinyai.autograd import (
 from tinyai import functions
 from tinyai import nn
 from tinyai import losses, optim
+from tinyai import data
 from tinyai.training import Model
 from tinyai.backend import get_array_module, is_gpu_available, seed, to_cpu, to_gpu
 
@@ -34,4 +35,5 @@ __all__ = [
     "is_grad_enabled", "is_train_mode", "functions", "nn", "backend", "get_array_module",
     "is_gpu_available", "to_gpu", "to_cpu", "seed",
     "optim", "losses", "Model",
+    "data",
 ]
