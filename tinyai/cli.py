@@ -26,11 +26,85 @@ def _autograd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    """Train one of the built-in examples and report its final test metric."""
+    import time
+
+    import tinyai
+    from tinyai.training import Trainer
+    from tinyai.training.recipes import Settings, get_recipe
+
+    recipe = get_recipe(args.example)
+    defaults = recipe.defaults
+    settings = Settings(
+        epochs=args.epochs if args.epochs is not None else defaults.epochs,
+        batch_size=args.batch_size if args.batch_size is not None else defaults.batch_size,
+        lr=args.lr if args.lr is not None else defaults.lr,
+        optimizer=args.optimizer if args.optimizer is not None else defaults.optimizer,
+        data_dir=args.data_dir, limit=args.limit)
+    if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
+        raise SystemExit("tinyai train: --epochs and --batch-size must be >= 1 and --lr > 0")
+    tinyai.seed(args.seed)
+    setup = recipe.build(settings)
+    print(f"tinyai train --example {recipe.name}: {recipe.description}")
+    print(f"  epochs {settings.epochs}, batch size {settings.batch_size}, optimizer {settings.optimizer}, "
+          f"lr {settings.lr}, seed {args.seed}" + (f", first {settings.limit} samples" if settings.limit else ""),
+          flush=True)
+    start = time.perf_counter()
+    with Trainer(settings.epochs, evaluator=setup.evaluator, progress=not args.no_progress,
+                 checkpoint_path=args.checkpoint) as trainer:
+        trainer.init(setup.dataset, setup.model, setup.loss, setup.optimizer)
+        if args.resume:
+            trainer.load_checkpoint(args.resume)
+            print(f"  resumed from {args.resume} after epoch {trainer.epoch}")
+        history = trainer.train()
+    elapsed = time.perf_counter() - start
+    if args.plot:
+        trainer.monitor.plot(args.plot)
+        print(f"training curves saved to {args.plot}")
+    if args.save:
+        setup.model.save(args.save)
+        print(f"model weights saved to {args.save}")
+    for name in ("test_accuracy", "test_loss"):
+        values = [v for v in history.get(name, []) if v is not None]
+        if values:
+            shown = f"{100 * values[-1]:.2f}%" if name.endswith("accuracy") else f"{values[-1]:.6f}"
+            print(f"final {name.replace('_', ' ')}: {shown}  (training took {elapsed:.1f}s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tinyai", description="tinyai: deep learning from scratch on NumPy")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the autograd demo (Newton's method with second derivatives)")
     demo.set_defaults(run=_autograd_demo)
+
+    from tinyai.training.recipes import OPTIMIZERS, RECIPES
+
+    examples = "\n".join(f"  {r.name:<10} {r.description} (default: {r.defaults.epochs} epochs, "
+                         f"batch {r.defaults.batch_size}, {r.defaults.optimizer} lr {r.defaults.lr})"
+                         for r in RECIPES.values())
+    train = commands.add_parser(
+        "train", help="train a built-in example (MNIST MLP/CNN, spiral, sine LSTM)",
+        description="Train one of tinyai's example models, showing progress per epoch and the final "
+                    "test metric. Options left out take the example's defaults.",
+        epilog="examples:\n" + examples, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("--example", choices=list(RECIPES), default="mnist-mlp",
+                       help="which model and data set (default: mnist-mlp)")
+    train.add_argument("--epochs", type=int, help="passes over the training data")
+    train.add_argument("--batch-size", type=int, help="samples per mini-batch")
+    train.add_argument("--lr", type=float, help="learning rate")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    train.add_argument("--data-dir", help="directory with the four MNIST .gz files "
+                                          "(default: the bundled 10,000 images)")
+    train.add_argument("--limit", type=int, help="train on the first N samples only (and test on N/4): quick runs")
+    train.add_argument("--no-progress", action="store_true", help="one line per epoch instead of a progress bar")
+    train.add_argument("--plot", metavar="PNG", help="save the loss/accuracy curves to this file")
+    train.add_argument("--save", metavar="NPZ", help="save the trained weights to this file")
+    train.add_argument("--checkpoint", metavar="NPZ", help="write a resumable checkpoint here after each epoch")
+    train.add_argument("--resume", metavar="NPZ", help="continue training from this checkpoint")
+    train.set_defaults(run=_train)
     return parser
 
 

@@ -44,7 +44,7 @@ def test_best_is_lowest_loss_and_highest_accuracy():
 
 def test_summary_line_names_the_epoch_and_its_numbers():
     line = filled().summary_line(0)
-    assert line.startswith("epoch 1: loss 1.0000, test_accuracy 0.5000, time ")
+    assert line.startswith("epoch 1: loss 1, test_accuracy 0.5000, time ")
 
 
 def test_history_is_a_copy():

@@ -127,7 +127,7 @@ class Monitor:
             value = values[index]
             if value is None or name == "time":
                 continue
-            parts.append(f"{name} {value:.4f}")
+            parts.append(f"{name} {value:.4f}" if name.endswith("accuracy") else f"{name} {value:.4g}")
         parts.append(f"time {self._history['time'][index]:.1f}s")
         return f"epoch {index + 1}: " + ", ".join(parts)
 

@@ -92,13 +92,14 @@ class EpochProgress:
         # Training throughput only: the rate is frozen before the evaluation runs.
         self.rate = self._samples_per_second()
         if self.bar is not None:
-            self.bar.set_postfix_str(f"loss {self.loss_sum / self.batches:.4f}, "
+            self.bar.set_postfix_str(f"loss {self.loss_sum / self.batches:.4g}, "
                                      f"{self.rate:,.0f} samples/s", refresh=False)
             self.bar.update(1)
 
     def close(self, metrics: dict[str, float | None]) -> None:
         """End the epoch, showing its final ``metrics`` (name -> value)."""
-        shown = ", ".join(f"{name} {value:.4f}" for name, value in metrics.items() if value is not None)
+        shown = ", ".join(f"{name} {value:.4f}" if name.endswith("accuracy") else f"{name} {value:.4g}"
+                          for name, value in metrics.items() if value is not None)
         rate = f"{self.rate:,.0f} samples/s"
         if self.bar is not None:
             self.bar.set_postfix_str(f"{shown}, {rate}", refresh=True)
