@@ -153,17 +153,20 @@ def _transpose_out_size(x_shape: Sequence[int], kernel: Pair, stride: Pair, pad:
     """The output (height, width) of a transposed convolution, checked against the input.
 
     With stride s a convolution maps s consecutive input sizes to the same
-    output size, so its transpose has a choice: the smallest, s (H - 1) + k - 2p,
-    unless ``out_size`` asks for one of the s - 1 larger ones.
+    output size, so its transpose has a choice: the smallest,
+    max(1, s (H - 1) + k - 2p), unless ``out_size`` asks for a larger one, up
+    to s (H - 1) + k - 2p + s - 1.
     """
     if len(x_shape) != 4:
         raise ValueError(f"conv_transpose2d: input must be 4-D (N, C, H, W), got shape {tuple(x_shape)}")
     sizes = []
     for axis, (h, k, s, p) in enumerate(zip(x_shape[2:], kernel, stride, pad)):
-        smallest = s * (h - 1) + k - 2 * p
-        if smallest < 1:
+        largest = s * (h - 1) + k - 2 * p + s - 1
+        # With heavy padding the formula can give 0 while larger sizes still fit.
+        smallest = max(1, s * (h - 1) + k - 2 * p)
+        if smallest > largest:
             raise ValueError(f"conv_transpose2d: input shape {tuple(x_shape)} with kernel {kernel}, stride {stride} "
-                             f"and pad {pad} gives an empty output (size {smallest} along axis {axis + 2})")
+                             f"and pad {pad} gives an empty output along axis {axis + 2}")
         if out_size is None:
             sizes.append(smallest)
             continue
@@ -171,7 +174,7 @@ def _transpose_out_size(x_shape: Sequence[int], kernel: Pair, stride: Pair, pad:
         if conv_output_size(wanted, k, s, p) != h or wanted < k - 2 * p:
             raise ValueError(f"conv_transpose2d: out_size {tuple(out_size)} cannot come from input shape "
                              f"{tuple(x_shape)} with kernel {kernel}, stride {stride} and pad {pad}: along axis "
-                             f"{axis + 2} the size must be between {smallest} and {smallest + s - 1}")
+                             f"{axis + 2} the size must be between {smallest} and {largest}")
         sizes.append(wanted)
     return (sizes[0], sizes[1])
 
@@ -215,8 +218,9 @@ def conv_transpose2d(x: Any, W: Any, b: Any = None, stride: int | Pair = 1, pad:
         b: optional bias of shape (out_channels,).
         stride, pad: as for the matching conv2d (pad is removed from the
             output's border).
-        out_size: (OH, OW); defaults to the smallest, sh (H - 1) + kh - 2 ph.
-            With stride > 1 up to sh - 1 more rows fit (see conv2d's floor).
+        out_size: (OH, OW); defaults to the smallest, sh (H - 1) + kh - 2 ph
+            (at least 1). With stride > 1 up to sh - 1 more rows fit (conv2d
+            floors, so several input sizes give the same output size).
 
     Returns (N, out_channels, OH, OW).
 
