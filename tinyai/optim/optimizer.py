@@ -27,6 +27,7 @@ from typing import Any, Iterator
 
 from tinyai.autograd import Variable, no_grad
 from tinyai.backend import get_array_module, is_array, to_cpu
+from tinyai.nn import Layer
 
 logger = logging.getLogger(__name__)
 
@@ -357,10 +358,13 @@ def _number(value: Any) -> float:
 
 
 def _has_lazy_params(model: Any) -> bool:
-    """Whether some layer of ``model`` registered a Parameter slot that is still empty (lazy)."""
+    """Whether ``model`` holds a layer that may create its Parameters later (a lazy layer).
+
+    Lazy layers are the ones that override the ``_materialize`` hook of
+    tinyai.nn.Layer (they build their Parameters from the first input or from
+    loaded weights). An optimizer on such a model may start with no
+    parameters; an optimizer on any other empty model is a mistake.
+    """
     layers = model.named_layers() if hasattr(model, "named_layers") else [("", model)]
-    for _, layer in layers:
-        members = getattr(layer, "_members", {})
-        if any(kind == "param" and getattr(layer, key, None) is None for key, kind in members.items()):
-            return True
-    return False
+    return any(type(layer)._materialize is not Layer._materialize
+               for _, layer in layers if isinstance(layer, Layer))

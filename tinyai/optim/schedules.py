@@ -149,10 +149,18 @@ class LinearWarmup(LRSchedule):
             self.then.last_step = max(0, self.last_step + 1 - self.warmup_steps)
         return super().step()
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
+    def state_dict(self) -> dict[str, float]:
+        """Own counter and base rate, plus the follow-up's under ``then.``."""
+        state = super().state_dict()
         if self.then is not None:
-            self.then.last_step = max(0, self.last_step - self.warmup_steps)
+            state.update({f"then.{k}": v for k, v in self.then.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.then is not None:
+            inner = {k[len("then."):]: v for k, v in state.items() if k.startswith("then.")}
+            self.then.load_state_dict(inner)
+        super().load_state_dict({k: v for k, v in state.items() if not k.startswith("then.")})
 
 
 def warmup_cosine(optimizer: Any, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> LinearWarmup:
