@@ -13,6 +13,9 @@ from tinyai.nn.activation import GELU, Activation, LeakyReLU, ReLU, Sigmoid, Sof
 from tinyai.nn.shape import Flatten, Reshape
 from tinyai.nn.recurrent import GRU, LSTM, SimpleRNN
 from tinyai.nn.dropout import Dropout
+from tinyai.nn.conv import Conv2d, DepthwiseSeparableConv2d
+from tinyai.nn.pooling import AvgPool2d, MaxPool2d
+from tinyai.nn.embedding import Embedding
 from tinyai.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
 from tinyai.nn.attention import MultiHeadAttention
 from tinyai.nn.positional import PositionalEncoding
@@ -23,6 +26,7 @@ __all__ = [
     "Parameter", "Layer", "Block", "init",
     "Linear", "Flatten", "Reshape",
     "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Softmax", "Activation", "get_activation",
+    "Conv2d", "DepthwiseSeparableConv2d", "MaxPool2d", "AvgPool2d", "Embedding",
     "SimpleRNN", "LSTM", "GRU", "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
     "MultiHeadAttention", "PositionalEncoding", "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer",
 ]
