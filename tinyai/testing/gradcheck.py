@@ -184,10 +184,19 @@ def _directional_ok(f, arrays, gys, grads, rng, eps, atol, rtol) -> bool:
     directions = [None if g is None else rng.standard_normal(g.shape) for g in grads]
     analytic = sum(float((g * v).sum()) for g, v in zip(grads, directions) if g is not None)
     xp_dirs = [None if v is None else get_array_module(a).asarray(v) for a, v in zip(arrays, directions)]
-    plus = [a + eps * v if v is not None else a for a, v in zip(arrays, xp_dirs)]
-    minus = [a - eps * v if v is not None else a for a, v in zip(arrays, xp_dirs)]
+    # asarray: for a 0-d input, NumPy's a + eps * v is a scalar, not an array,
+    # and a scalar input would be taken for a non-float one (no gradient).
+    plus = [_shifted(a, eps, v) for a, v in zip(arrays, xp_dirs)]
+    minus = [_shifted(a, -eps, v) for a, v in zip(arrays, xp_dirs)]
     numeric = (_evaluate(f, plus, gys, grad=False)[2] - _evaluate(f, minus, gys, grad=False)[2]) / (2 * eps)
     return abs(analytic - numeric) <= atol + rtol * abs(numeric)
+
+
+def _shifted(a: Any, step: float, v: Any) -> Any:
+    """``a + step * v`` as an array of ``a``'s backend (``a`` itself when v is None)."""
+    if v is None:
+        return a
+    return get_array_module(a).asarray(a + step * v)
 
 
 def _full_check(f, arrays, gys, grads, eps, atol, rtol, seed, fast) -> None:

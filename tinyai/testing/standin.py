@@ -108,7 +108,7 @@ class StandInArray:
 
     @property
     def T(self) -> "StandInArray":
-        return StandInArray(self._a.T)
+        return _wrap(self._a.T)
 
     def __getattr__(self, name: str) -> Any:
         # Only reached for names not defined above: ndarray methods and plain
@@ -172,16 +172,16 @@ class StandInArray:
         return StandInArray(self._a.copy())
 
     def __neg__(self) -> "StandInArray":
-        return StandInArray(-self._a)
+        return _wrap(-self._a)
 
     def __pos__(self) -> "StandInArray":
-        return StandInArray(+self._a)
+        return _wrap(+self._a)
 
     def __abs__(self) -> "StandInArray":
-        return StandInArray(abs(self._a))
+        return _wrap(abs(self._a))
 
     def __invert__(self) -> "StandInArray":
-        return StandInArray(~self._a)
+        return _wrap(~self._a)
 
 
 def _binary(op: Callable, name: str, reflected: bool = False) -> Callable:
@@ -358,9 +358,9 @@ def _get_array_module(*args: Any) -> types.ModuleType:
 
 
 def to_standin(value: Any) -> Any:
-    """Move a NumPy array (or a nested list/tuple of them) onto the stand-in "device"."""
-    if isinstance(value, np.ndarray):
-        return StandInArray(value.copy())
+    """Copy a NumPy array or scalar (or a nested list/tuple of them) onto the stand-in "device"."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return StandInArray(np.array(value))
     if isinstance(value, (list, tuple)):
         return type(value)(to_standin(v) for v in value)
     return value
