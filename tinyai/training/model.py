@@ -246,6 +246,10 @@ class Model:
             input_shape = _shape_of(inputs[0]) if len(inputs) == 1 else _shape_of(inputs)
             shapes = self._record_output_shapes(inputs, layers)
         rows = []
+        root_own = sum(int(p.size) for pname, p in self.block.named_params() if "." not in pname)
+        if layers[0][0] and root_own:
+            # Parameters the top block holds itself (not through a child) get a row too.
+            rows.append(LayerInfo(type(self.block).__name__, type(self.block).__name__, root_own))
         for name, layer in layers:
             own = sum(int(p.size) for pname, p in layer.named_params() if "." not in pname)
             rows.append(LayerInfo(name or type(layer).__name__, type(layer).__name__, own, shapes.get(name)))
