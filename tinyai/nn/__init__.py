@@ -21,6 +21,20 @@ from tinyai.nn.attention import MultiHeadAttention
 from tinyai.nn.positional import PositionalEncoding
 from tinyai.nn.transformer import FeedForward, TransformerDecoderLayer, TransformerEncoderLayer
 from tinyai.nn import init
+from tinyai.nn.blocks import (
+    GruBlock,
+    LstmBlock,
+    MlpBlock,
+    Seq2Seq,
+    Seq2SeqDecoder,
+    Seq2SeqEncoder,
+    SequentialBlock,
+    SimpleConvNet,
+    SimpleRnnBlock,
+    Transformer,
+    TransformerDecoder,
+    TransformerEncoder,
+)
 
 __all__ = [
     "Parameter", "Layer", "Block", "init",
@@ -29,4 +43,6 @@ __all__ = [
     "Conv2d", "DepthwiseSeparableConv2d", "MaxPool2d", "AvgPool2d", "Embedding",
     "SimpleRNN", "LSTM", "GRU", "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
     "MultiHeadAttention", "PositionalEncoding", "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer",
+    "MlpBlock", "SequentialBlock", "SimpleConvNet", "SimpleRnnBlock", "LstmBlock", "GruBlock",
+    "Seq2SeqEncoder", "Seq2SeqDecoder", "Seq2Seq", "TransformerEncoder", "TransformerDecoder", "Transformer",
 ]
