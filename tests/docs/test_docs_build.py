@@ -26,3 +26,14 @@ def test_site_builds_strictly(tmp_path):
     # mkdocstrings rendered the API reference from the docstrings.
     api = (site / "api" / "autograd" / "index.html").read_text(encoding="utf-8")
     assert "unchain_backward" in api and "create_graph" in api
+
+
+def test_doctest_examples_become_code_fences():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("doctest_fences", ROOT / "docs" / "_ext" / "doctest_fences.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = "Intro.\n\n    >>> names()\n    ['W', 'b']\n\nAfter.\n```python\n>>> kept\n```"
+    assert module.fence_doctests(text) == (
+        "Intro.\n\n    ```pycon\n    >>> names()\n    ['W', 'b']\n    ```\n\nAfter.\n```python\n>>> kept\n```")

@@ -47,14 +47,20 @@ def test_fences_are_plain(page):
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
 def test_python_blocks_run(page, tmp_path, monkeypatch):
+    from tinyai.backend import get_state, set_state
+
     monkeypatch.chdir(tmp_path)
+    rng_state = get_state()  # pages may call ta.seed(); leave the suite's RNG as it was
     namespace = {"__name__": f"docs_{page.stem.replace('-', '_')}"}
-    for line, code in python_blocks(page.read_text(encoding="utf-8")):
-        try:
-            exec(compile(code, f"{page.relative_to(DOCS)}:{line}", "exec"), namespace)  # noqa: S102 - our own docs
-        except Exception as exc:
-            pytest.fail(f"{page.relative_to(DOCS)}, code block at line {line} failed: "
-                        f"{type(exc).__name__}: {exc}")
+    try:
+        for line, code in python_blocks(page.read_text(encoding="utf-8")):
+            try:
+                exec(compile(code, f"{page.relative_to(DOCS)}:{line}", "exec"), namespace)  # noqa: S102 - our docs
+            except Exception as exc:
+                pytest.fail(f"{page.relative_to(DOCS)}, code block at line {line} failed: "
+                            f"{type(exc).__name__}: {exc}")
+    finally:
+        set_state(rng_state)
 
 
 def test_runner_sees_blocks_and_requires_a_reason():
