@@ -74,7 +74,10 @@ class SigmoidCrossEntropy(Function):
     def backward(self, gy):
         x, t = self.inputs
         scale = gy * (1.0 / x.size)
-        gx = (sigmoid(x) - t.data.astype(x.dtype)) * scale
+        # A float target of the logits' dtype enters as a Variable, so that gx
+        # keeps its dependence on t (second derivatives d(gx)/dt = -scale).
+        target = t if t.dtype == x.dtype else t.data.astype(x.dtype)
+        gx = (sigmoid(x) - target) * scale
         gt = -x * scale if t.requires_grad else None
         return gx, gt
 
