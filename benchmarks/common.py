@@ -11,6 +11,12 @@ Timing follows three rules that make numbers on a busy machine worth reading:
 
 The garbage collector is switched off while timing, as ``timeit`` does: tinyai
 frees its graphs by reference counting, so nothing piles up meanwhile.
+
+The clock is wall time by default. Work that runs on one thread may use
+``clock=time.process_time`` instead: the CPU time of this process, which does
+not count the time spent waiting for a core that another process holds, so it
+stays meaningful on a shared machine. (Multi-threaded BLAS work needs wall
+time: process time adds up the threads.)
 """
 from __future__ import annotations
 
@@ -54,16 +60,19 @@ def _quartiles(samples: list[float]) -> tuple[float, float, float]:
     return q2, q1, q3
 
 
-def calls_for(fn: Callable[[], Any], target_seconds: float) -> int:
+Clock = Callable[[], float]
+
+
+def calls_for(fn: Callable[[], Any], target_seconds: float, clock: Clock = time.perf_counter) -> int:
     """How many calls of ``fn`` make one repeat last about ``target_seconds`` (at least 1)."""
-    start = time.perf_counter()
+    start = clock()
     fn()
-    once = max(time.perf_counter() - start, 1e-7)
+    once = max(clock() - start, 1e-7)
     return max(1, int(target_seconds / once))
 
 
 def compare(fns: dict[str, Callable[[], Any]], repeat: int = 30, warmup: int = 3,
-            target_seconds: float = 0.02) -> dict[str, Timing]:
+            target_seconds: float = 0.02, clock: Clock = time.perf_counter) -> dict[str, Timing]:
     """Time several functions with interleaved repeats; seconds per call of each.
 
     Each function is first called ``warmup`` times, then given its own number
@@ -73,7 +82,7 @@ def compare(fns: dict[str, Callable[[], Any]], repeat: int = 30, warmup: int = 3
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    calls = {name: calls_for(fn, target_seconds) for name, fn in fns.items()}
+    calls = {name: calls_for(fn, target_seconds, clock) for name, fn in fns.items()}
     samples: dict[str, list[float]] = {name: [] for name in fns}
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -81,10 +90,10 @@ def compare(fns: dict[str, Callable[[], Any]], repeat: int = 30, warmup: int = 3
         for _ in range(repeat):
             for name, fn in fns.items():
                 n = calls[name]
-                start = time.perf_counter()
+                start = clock()
                 for _ in range(n):
                     fn()
-                samples[name].append((time.perf_counter() - start) / n)
+                samples[name].append((clock() - start) / n)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -95,9 +104,10 @@ def compare(fns: dict[str, Callable[[], Any]], repeat: int = 30, warmup: int = 3
     return timings
 
 
-def measure(fn: Callable[[], Any], repeat: int = 30, warmup: int = 3, target_seconds: float = 0.02) -> Timing:
+def measure(fn: Callable[[], Any], repeat: int = 30, warmup: int = 3, target_seconds: float = 0.02,
+            clock: Clock = time.perf_counter) -> Timing:
     """Time one function: seconds per call, median over ``repeat`` repeats."""
-    return compare({"fn": fn}, repeat=repeat, warmup=warmup, target_seconds=target_seconds)["fn"]
+    return compare({"fn": fn}, repeat=repeat, warmup=warmup, target_seconds=target_seconds, clock=clock)["fn"]
 
 
 def machine_info() -> dict[str, Any]:

@@ -44,24 +44,41 @@ class Function:
     outputs: tuple = ()
 
     def __call__(self, *inputs: Any) -> Any:
-        inputs = tuple(x if isinstance(x, Variable) else as_variable(x) for x in inputs)
+        # This runs for every operation, forward and backward, so it is written
+        # for speed: plain loops instead of generator expressions, and the
+        # graph decision taken once, before any output exists.
+        for x in inputs:
+            if not isinstance(x, Variable):
+                inputs = tuple(as_variable(x) for x in inputs)
+                break
         ys = self.forward(*[x.data for x in inputs])
+
+        record = False
+        if _grad_enabled.get():
+            for x in inputs:
+                if x.requires_grad:
+                    record = True
+                    break
+        if not record:
+            if isinstance(ys, tuple):
+                return tuple(Variable(y, requires_grad=False) for y in ys)
+            return Variable(ys, requires_grad=False)
+
+        generation = 0
+        for x in inputs:
+            if x.generation > generation:
+                generation = x.generation
+        self.generation = generation
+        self.inputs = inputs
         if isinstance(ys, tuple):
             outputs = tuple(Variable(y) for y in ys)
         else:
             outputs = (Variable(ys),)
-
-        if _grad_enabled.get() and any(x.requires_grad for x in inputs):
-            self.generation = max(x.generation for x in inputs)
-            for y in outputs:
-                y.creator = self
-                y.generation = self.generation + 1
-            self.inputs = inputs
-            self.outputs = tuple(weakref.ref(y) for y in outputs)
-        else:
-            for y in outputs:
-                y.requires_grad = False
-        return outputs if len(outputs) > 1 or isinstance(ys, tuple) else outputs[0]
+        for y in outputs:
+            y.creator = self
+            y.generation = generation + 1
+        self.outputs = tuple([weakref.ref(y) for y in outputs])
+        return outputs if isinstance(ys, tuple) else outputs[0]
 
     def forward(self, *xs: Any) -> Any:
         raise TypeError(f"{type(self).__name__} must define forward(*xs)")

@@ -59,10 +59,13 @@ class Variable:
     __array_ufunc__ = None
 
     def __init__(self, data: Any, name: str | None = None, requires_grad: bool = True) -> None:
-        if isinstance(data, Variable):
-            raise TypeError("Variable: data is already a Variable; use it directly or pass .data")
-        if not is_array(data):
-            data = _to_array(data)
+        # Every operation creates Variables, almost always around a NumPy array:
+        # that case skips the checks (a cheap type test, not a chain of isinstance).
+        if type(data) is not np.ndarray:
+            if isinstance(data, Variable):
+                raise TypeError("Variable: data is already a Variable; use it directly or pass .data")
+            if not is_array(data):
+                data = _to_array(data)
         self.data = data
         self.name = name
         self.grad: Variable | None = None
@@ -190,36 +193,39 @@ class Variable:
         if self.creator is None:
             return
 
-        heap: list = []
-        seen: set[int] = set()
-        order = itertools.count()  # ties in generation: first pushed, first run
-
-        def push(function) -> None:
-            if id(function) not in seen:
-                seen.add(id(function))
-                heapq.heappush(heap, (-function.generation, next(order), function))
-
-        push(self.creator)
+        # The heap holds (-generation, order of arrival, function): the latest
+        # generation comes out first, ties in arrival order. ``seen`` holds
+        # the ids of functions already pushed, so each runs exactly once.
+        order = itertools.count()
+        heap: list = [(-self.creator.generation, next(order), self.creator)]
+        seen: set[int] = {id(self.creator)}
         token = _grad_enabled.set(create_graph)
         try:
             while heap:
                 function = heapq.heappop(heap)[2]
-                gys = [None if (y := ref()) is None else y.grad for ref in function.outputs]
-                gxs = function.backward(*gys)
+                outputs = function.outputs
+                if len(outputs) == 1:  # the common case, without a list
+                    y = outputs[0]()
+                    gxs = function.backward(None if y is None else y.grad)
+                else:
+                    gxs = function.backward(*[None if (y := ref()) is None else y.grad for ref in outputs])
+                inputs = function.inputs
                 if not isinstance(gxs, tuple):
                     gxs = (gxs,)
-                if len(gxs) != len(function.inputs):
+                if len(gxs) != len(inputs):
                     raise RuntimeError(
                         f"{type(function).__name__}.backward returned {len(gxs)} gradients "
-                        f"for {len(function.inputs)} inputs")
-                for x, gx in zip(function.inputs, gxs):
+                        f"for {len(inputs)} inputs")
+                for x, gx in zip(inputs, gxs):
                     if gx is None or not x.requires_grad:
                         continue
                     x.grad = gx if x.grad is None else x.grad + gx
-                    if x.creator is not None:
-                        push(x.creator)
+                    creator = x.creator
+                    if creator is not None and id(creator) not in seen:
+                        seen.add(id(creator))
+                        heapq.heappush(heap, (-creator.generation, next(order), creator))
                 if not retain_grad:
-                    for ref in function.outputs:
+                    for ref in outputs:
                         y = ref()
                         if y is not None:
                             y.grad = None
