@@ -31,8 +31,8 @@ class Parameter(Variable):
     def __init__(self, data: Any, name: str | None = None) -> None:
         super().__init__(data, name=name, requires_grad=True)
         if self.data.dtype.kind != "f":
-            raise TypeError(f"Parameter {name or ''}: needs floating data, got dtype {self.data.dtype}".replace(
-                "Parameter : ", "Parameter: "))
+            label = f"Parameter {name}" if name else "Parameter"
+            raise TypeError(f"{label}: needs floating data, got dtype {self.data.dtype}")
 
     def __repr__(self) -> str:
         body = str(to_cpu(self.data)).replace("\n", "\n" + " " * 10)
