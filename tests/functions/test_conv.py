@@ -207,6 +207,7 @@ def test_conv2d_kernel_larger_than_padded_input():
     ({"stride": (1, 2, 3)}, r"conv2d: stride must be a positive int or a pair of them, got \(1, 2, 3\)"),
     ({"pad": -1}, r"conv2d: pad must be a non-negative int or a pair of them, got -1"),
     ({"pad": 1.5}, r"conv2d: pad must be a non-negative int or a pair of them, got 1.5"),
+    ({"stride": True}, r"conv2d: stride must be a positive int or a pair of them, got True"),
 ])
 def test_conv2d_bad_stride_or_pad(kwargs, message):
     with pytest.raises(ValueError, match=message):

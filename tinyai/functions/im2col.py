@@ -22,6 +22,7 @@ the output has OH = (H + 2p - k) // s + 1 windows.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Sequence
 
 from tinyai.autograd import Function, Variable
@@ -36,11 +37,12 @@ def as_pair(value: Any, op: str, what: str, minimum: int) -> Pair:
         pair = tuple(value)
     else:
         pair = (value, value)
-    ok = len(pair) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+    # numbers.Integral admits NumPy integers (sizes computed from shapes), not bool.
+    ok = len(pair) == 2 and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in pair)
     if not ok or any(v < minimum for v in pair):
         bound = "a positive int" if minimum == 1 else "a non-negative int"
         raise ValueError(f"{op}: {what} must be {bound} or a pair of them, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return (int(pair[0]), int(pair[1]))
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad: int) -> int:
