@@ -68,7 +68,7 @@ def _train(args: argparse.Namespace) -> int:
     for name in ("test_accuracy", "test_loss"):
         values = [v for v in history.get(name, []) if v is not None]
         if values:
-            shown = f"{100 * values[-1]:.2f}%" if name.endswith("accuracy") else f"{values[-1]:.6f}"
+            shown = f"{100 * values[-1]:.2f}%" if name.endswith("accuracy") else f"{values[-1]:.4g}"
             print(f"final {name.replace('_', ' ')}: {shown}  (training took {elapsed:.1f}s)")
     return 0
 

@@ -1,0 +1,81 @@
+"""The ``tinyai train`` command: help text, a short real run, checkpoints and resume."""
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tinyai.cli import build_parser, main
+from tinyai.training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_train_help_lists_the_options_and_examples(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--example", "--epochs", "--batch-size", "--lr", "--optimizer", "--no-progress",
+                   "--plot", "--checkpoint", "--resume", "--limit", "--data-dir"):
+        assert option in text
+    for example in ("mnist-mlp", "mnist-cnn", "spiral", "sin-lstm"):
+        assert example in text
+
+
+def test_parser_accepts_the_documented_command_line():
+    args = build_parser().parse_args(["train", "--example", "mnist-mlp", "--epochs", "5", "--batch-size", "64",
+                                      "--lr", "0.1", "--optimizer", "sgd"])
+    assert (args.example, args.epochs, args.batch_size, args.lr, args.optimizer) == ("mnist-mlp", 5, 64, 0.1, "sgd")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--example", "imagenet"])
+
+
+def test_demo_subcommand_still_works(capsys):
+    assert main(["demo"]) == 0
+    assert "minimum at x = 1.0000000000" in capsys.readouterr().out
+
+
+def test_one_quick_epoch_of_mnist_mlp_learns(tmp_path, capsys):
+    # 600 training images, 1 epoch: far from the demo's 94%, but well above
+    # chance (10%); a broken loop stays near chance.
+    plot = tmp_path / "curves.png"
+    checkpoint = tmp_path / "ckpt.npz"
+    code = main(["train", "--example", "mnist-mlp", "--epochs", "1", "--batch-size", "32", "--lr", "0.1",
+                 "--optimizer", "sgd", "--limit", "600", "--no-progress", "--plot", str(plot),
+                 "--checkpoint", str(checkpoint)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1: loss " in out
+    accuracy = float(out.split("final test accuracy: ")[1].split("%")[0])
+    assert accuracy > 60.0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = load_checkpoint(checkpoint)
+    assert saved.epoch == 1 and saved.model_state["fc1.W"].shape == (784, 128)
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path, capsys):
+    checkpoint = tmp_path / "ckpt.npz"
+    common = ["train", "--example", "spiral", "--batch-size", "30", "--no-progress"]
+    main(common + ["--epochs", "2", "--checkpoint", str(checkpoint)])
+    capsys.readouterr()
+    main(common + ["--epochs", "3", "--resume", str(checkpoint)])
+    out = capsys.readouterr().out
+    assert "resumed from" in out and "after epoch 2" in out
+    assert "epoch 3/3" in out and "epoch 1/3" not in out
+
+
+def test_missing_mnist_directory_is_named(tmp_path):
+    missing = tmp_path / "no-such-dir"
+    with pytest.raises(FileNotFoundError, match="no-such-dir"):
+        main(["train", "--example", "mnist-mlp", "--epochs", "1", "--data-dir", str(missing), "--no-progress"])
+
+
+def test_console_script_entry_point_runs_as_a_module():
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run([sys.executable, "-m", "tinyai", "train", "--help"], capture_output=True, text=True,
+                            env=env, timeout=60)
+    assert result.returncode == 0 and "--optimizer" in result.stdout
