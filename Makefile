@@ -31,7 +31,7 @@ bench: $(VENV)/.dev
 # The documentation site (docs/ -> site/); --strict turns broken links and
 # missing API references into errors.
 docs: $(VENV)/.dev
-	$(BIN)/python -m mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis
