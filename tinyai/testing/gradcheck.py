@@ -100,14 +100,52 @@ def numerical_grad(f: Callable, *inputs: Any, eps: float = 1e-6, grad_outputs: S
     return result
 
 
-def _analytic_grads(f: Callable, arrays: Sequence[Any], gys: Sequence[Any]) -> list:
+def _watch_integer_inputs(xs: Sequence[Variable], ys: Sequence[Variable]) -> dict[int, str]:
+    """Record which integer inputs a backward pass hands a gradient to.
+
+    Autograd silently drops a gradient returned for an input that needs none
+    (labels, indices), so ``x.grad`` cannot show the mistake. Each Function of
+    this private graph that consumes an integer input gets its ``backward``
+    wrapped (on the instance only) to note such a gradient.
+    """
+    integer = {id(x): i for i, x in enumerate(xs) if not _is_float(x.data)}
+    given: dict[int, str] = {}
+    if not integer:
+        return given
+    stack = [y.creator for y in ys if y.creator is not None]
+    seen = set()
+    while stack:
+        function = stack.pop()
+        if id(function) in seen:
+            continue
+        seen.add(id(function))
+        stack.extend(x.creator for x in function.inputs if x.creator is not None)
+        watched = [(k, integer[id(x)]) for k, x in enumerate(function.inputs) if id(x) in integer]
+        if watched:
+            function.backward = _noting_backward(function, function.backward, watched, given)
+    return given
+
+
+def _noting_backward(function: Any, backward: Callable, watched: list, given: dict[int, str]) -> Callable:
+    def noting(*gys: Any) -> Any:
+        gxs = backward(*gys)
+        as_tuple = gxs if isinstance(gxs, tuple) else (gxs,)
+        for position, input_index in watched:
+            if position < len(as_tuple) and as_tuple[position] is not None:
+                given[input_index] = type(function).__name__
+        return gxs
+    return noting
+
+
+def _analytic_grads(f: Callable, arrays: Sequence[Any], gys: Sequence[Any]) -> tuple[list, dict[int, str]]:
     xs, ys, _ = _evaluate(f, arrays, None, grad=True)
     if len(ys) != len(gys):
         raise AssertionError(f"gradcheck: the function returned {len(ys)} outputs, then {len(gys)}")
+    given = _watch_integer_inputs(xs, ys)
     for y, gy in zip(ys, gys):
         if y.creator is not None or y.requires_grad:
             y.backward(Variable(gy, requires_grad=False))
-    return [(x, x.grad) for x in xs]
+    return [(x, x.grad) for x in xs], given
 
 
 def gradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-4,
@@ -126,8 +164,9 @@ def gradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e-5, 
         fast: compare along one random direction first (cheap); with False,
             always compare the full Jacobian.
 
-    Also checked: each gradient has its input's shape and dtype, and running
-    backward a second time gives the same gradients.
+    Also checked: each gradient has its input's shape and dtype, no integer
+    input is handed a gradient, and running backward a second time gives the
+    same gradients.
 
     Returns True, or raises AssertionError naming the input, the largest
     error, where it occurs, and the seed that reproduces it.
@@ -144,13 +183,14 @@ def gradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e-5, 
     _, ys, _ = _evaluate(f, arrays, None, grad=False)
     gys = [_random_like(rng, y.data) for y in ys]
 
-    pairs = _analytic_grads(f, arrays, gys)
+    pairs, given = _analytic_grads(f, arrays, gys)
     grads = []
     for i, (x, gx) in enumerate(pairs):
         if not _is_float(arrays[i]):
-            if gx is not None:
-                raise AssertionError(f"gradcheck: input {i} has dtype {arrays[i].dtype} but received a gradient "
-                                     f"(seed={seed})")
+            if gx is not None or i in given:
+                by = f" from {given[i]}.backward" if i in given else ""
+                raise AssertionError(f"gradcheck: input {i} has dtype {arrays[i].dtype} but received a gradient"
+                                     f"{by}; integer inputs (labels, indices) must get None (seed={seed})")
             grads.append(None)
             continue
         if gx is None:
@@ -165,7 +205,7 @@ def gradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e-5, 
                                      f"the input has dtype {x.dtype} (seed={seed})")
         grads.append(to_cpu(gx_data).astype(np.float64))
 
-    again = _analytic_grads(f, arrays, gys)
+    again, _ = _analytic_grads(f, arrays, gys)
     for i, ((_, gx), first) in enumerate(zip(again, grads)):
         if first is None:
             continue
