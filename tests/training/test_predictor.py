@@ -43,3 +43,14 @@ def test_custom_translator():
             return int(array.sum())
 
     assert Predictor(Sentence(), Doubler()).predict("to be or not") == 2 * (2 + 2 + 2 + 3)
+
+
+def test_inputs_follow_the_model_to_another_backend():
+    from tinyai.testing.standin import to_standin
+
+    model = nn.Linear(2, 3)
+    expected = Predictor(None, model).predict(np.ones((1, 2), np.float32))
+    model._move(to_standin)
+    out = Predictor(None, model).predict(np.ones((1, 2), np.float32))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)

@@ -223,3 +223,16 @@ def test_progress_off_writes_nothing(capsys):
     trainer.train()
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
+
+
+def test_batches_follow_the_model_to_another_backend():
+    # The CPU stand-in for CuPy refuses to mix with NumPy arrays, as a GPU does:
+    # training a model moved there works only if every batch is moved too.
+    from tinyai.testing.standin import StandInArray, to_standin
+
+    trainer, model, _ = make(max_epoch=3)
+    model._move(to_standin)
+    history = trainer.train()
+    assert isinstance(model.fc1.W.data, StandInArray)
+    assert history["loss"][-1] < history["loss"][0]
+    assert history["test_accuracy"][-1] >= 0.9

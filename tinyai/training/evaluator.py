@@ -42,6 +42,22 @@ def evaluation(model: Any) -> Iterator[None]:
             model.train()
 
 
+def batch_variables(model: Any, batch: Any) -> tuple[Variable, Variable]:
+    """The batch's inputs and targets as Variables on the model's device.
+
+    Data sets hold NumPy arrays; when the model's parameters live on another
+    backend (``model.to_gpu()``), the batch is copied there first.
+    """
+    x, y = batch.to_variable_x(), batch.to_variable_y()
+    first = next(iter(model.params()), None) if hasattr(model, "params") else None
+    if first is not None:
+        xp = get_array_module(first.data)
+        if xp is not get_array_module(x.data):
+            x = Variable(xp.asarray(x.data), requires_grad=False)
+            y = Variable(xp.asarray(y.data), requires_grad=False)
+    return x, y
+
+
 def _as_array(value: Any) -> Any:
     return value.data if isinstance(value, Variable) else value
 
@@ -154,8 +170,8 @@ class AccuracyEval(Evaluator):
         batches = self.test_batches()
         with evaluation(self.model):
             for batch in batches:
-                prediction = self.model(batch.to_variable_x())
-                correct += count_correct(prediction, batch.y)
+                x, y = batch_variables(self.model, batch)
+                correct += count_correct(self.model(x), y)
                 total += batch.size
         if total == 0:
             raise ValueError("AccuracyEval: the test split is empty")
@@ -183,8 +199,8 @@ class RegressEval(Evaluator):
         batches = self.test_batches()
         with evaluation(self.model):
             for batch in batches:
-                prediction = self.model(batch.to_variable_x())
-                value = self.loss.loss(batch.to_variable_y(), prediction)
+                x, y = batch_variables(self.model, batch)
+                value = self.loss.loss(y, self.model(x))
                 weighted += float(value.item()) * batch.size
                 total += batch.size
         if total == 0:

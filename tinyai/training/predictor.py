@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tinyai.autograd import Variable
-from tinyai.backend import get_default_dtype, to_cpu
+from tinyai.backend import get_array_module, get_default_dtype, to_cpu
 from tinyai.training.evaluator import evaluation
 
 
@@ -81,6 +81,9 @@ class Predictor:
     def predict(self, data: Any) -> Any:
         """The translated model output for ``data`` (a batch: first axis = samples)."""
         array = self.translator.input_to_array(data)
+        first = next(iter(self.model.params()), None) if hasattr(self.model, "params") else None
+        if first is not None and get_array_module(first.data) is not get_array_module(array):
+            array = get_array_module(first.data).asarray(array)      # onto the model's device
         with evaluation(self.model):
             output = self.model(Variable(array, requires_grad=False))
         return self.translator.array_to_output(output.data)

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 from tinyai.backend import get_state, set_state
 from tinyai.training.checkpoint import load_checkpoint, save_checkpoint
-from tinyai.training.evaluator import Evaluator
+from tinyai.training.evaluator import Evaluator, batch_variables
 from tinyai.training.monitor import Monitor
 from tinyai.training.progress import EpochProgress, resolve_mode
 
@@ -177,13 +177,13 @@ class Trainer:
         metric_count = 0
         try:
             for index, batch in enumerate(batches):
-                value, prediction = self._step(epoch, index, len(batches), batch)
+                value, prediction, target = self._step(epoch, index, len(batches), batch)
                 if value is None:
                     continue
                 loss_sum += value
                 loss_count += 1
                 if metric_name is not None:
-                    result = score(prediction.data, batch.y)
+                    result = score(prediction.data, target.data)
                     if result is not None:
                         metric_sum += result[0]
                         metric_count += result[1]
@@ -204,12 +204,11 @@ class Trainer:
         display.close(shown)
         self._progress_bar = None
 
-    def _step(self, epoch: int, index: int, count: int, batch: Any) -> tuple[float | None, Any]:
-        """One forward/backward/update on ``batch``; (loss value, prediction), or
-        (None, None) when a non-finite loss was skipped."""
+    def _step(self, epoch: int, index: int, count: int, batch: Any) -> tuple[float | None, Any, Any]:
+        """One forward/backward/update on ``batch``; (loss value, prediction, target),
+        or (None, None, None) when a non-finite loss was skipped."""
         where = f"Trainer: epoch {epoch + 1}/{self.max_epoch}, batch {index + 1}/{count}"
-        x = batch.to_variable_x()
-        y = batch.to_variable_y()
+        x, y = batch_variables(self.model, batch)
         try:
             prediction = self.model(x)
             loss = self.loss.loss(y, prediction)
@@ -223,12 +222,12 @@ class Trainer:
             if self.on_nan == "raise":
                 raise NonFiniteLossError(message)
             warnings.warn(message + "; skipping this batch's update", RuntimeWarning, stacklevel=4)
-            return None, None
+            return None, None, None
         self.model.clear_grads()
         loss.backward()
         self.optimizer.update()
         loss.unchain_backward()
-        return value, prediction
+        return value, prediction, y
 
     def evaluate(self) -> dict[str, float]:
         """Run the evaluator on the test split now and return its metrics
