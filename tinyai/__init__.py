@@ -25,7 +25,8 @@ from tinyai import functions
 from tinyai import nn
 from tinyai import losses, optim
 from tinyai import data
-from tinyai.training import Model
+from tinyai import training
+from tinyai.training import Model, Trainer
 from tinyai.backend import get_array_module, is_gpu_available, seed, to_cpu, to_gpu
 
 __version__ = "0.1.0"
@@ -34,6 +35,6 @@ __all__ = [
     "Variable", "Function", "as_variable", "no_grad", "enable_grad", "test_mode", "train_mode",
     "is_grad_enabled", "is_train_mode", "functions", "nn", "backend", "get_array_module",
     "is_gpu_available", "to_gpu", "to_cpu", "seed",
-    "optim", "losses", "Model",
+    "optim", "losses", "Model", "training", "Trainer",
     "data",
 ]
