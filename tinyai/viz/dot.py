@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from tinyai.autograd import Variable
 from tinyai.viz._graph import Graph, check_variable, collect, format_array
