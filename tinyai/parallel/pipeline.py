@@ -439,9 +439,8 @@ class PipelineParallel:
             if message[0] == "error":
                 _, k, phase, m, exc = message
                 self.shutdown()
-                stage = self.stages[k]
                 raise PipelineStageError(
-                    f"pipeline: stage {k} ({type(stage).__name__} {stage.name!r}) failed in the {phase} of "
+                    f"pipeline: stage {k} ({self.stages[k]._label()}) failed in the {phase} of "
                     f"micro-batch {m}: {type(exc).__name__}: {exc}", k, phase, m, exc) from exc
             replies[message[0]].append(message[1])
         return replies
