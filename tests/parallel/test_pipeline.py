@@ -290,3 +290,25 @@ def test_bubble_fraction_and_the_drawn_schedule_agree():
         "stage 0  F0 F1 .. .. B1 B0",
         "stage 1  .. F0 F1 B1 B0 ..",
     ]
+
+
+def test_a_stage_that_never_answers_times_out_instead_of_hanging():
+    import time
+
+    class Slow(nn.Layer):
+        def forward(self, x):
+            time.sleep(0.6)
+            return x
+
+    pipe = PipelineParallel([nn.Linear(6, 3), Slow()], micro_batches=1, timeout=0.1)
+    x, y = _batches(1, 2)[0]
+    with pytest.raises(TimeoutError, match=r"PipelineParallel.step: no reply within 0.1 s"):
+        pipe.step(x.astype(np.float32), y.astype(np.float32), MeanSquaredLoss())
+    assert not pipe.alive and _live_pipeline_threads() == []  # shutdown waited for the sleeping stage
+
+
+def test_an_error_during_inference_names_the_stage():
+    with PipelineParallel([nn.Linear(6, 4), nn.Linear(5, 3)], micro_batches=2) as pipe:
+        with pytest.raises(PipelineStageError, match=r"stage 1 \(Linear\) failed in the inference of micro-batch 0"):
+            pipe.forward(np.ones((4, 6), np.float32))
+        assert not pipe.alive
