@@ -36,9 +36,14 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 @dataclass
 class Timing:
-    """Seconds per call of one measured function: median and quartiles over the repeats."""
+    """Seconds per call of one measured function: median and quartiles over the repeats.
+
+    ``best`` is the fastest repeat: the least disturbed by other processes,
+    useful beside the median when the machine is busy.
+    """
 
     median: float
+    best: float
     q1: float
     q3: float
     repeats: int
@@ -100,7 +105,7 @@ def compare(fns: dict[str, Callable[[], Any]], repeat: int = 30, warmup: int = 3
     timings = {}
     for name, values in samples.items():
         median, q1, q3 = _quartiles(values)
-        timings[name] = Timing(median, q1, q3, repeat, calls[name])
+        timings[name] = Timing(median, min(values), q1, q3, repeat, calls[name])
     return timings
 
 

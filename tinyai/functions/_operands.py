@@ -16,10 +16,12 @@ def as_operand(value: Any, like: Variable) -> Variable:
     """
     if isinstance(value, Variable):
         return value
+    dtype = like.data.dtype
+    if (type(value) is float or type(value) is int) and dtype.kind == "f":  # ``x * 0.5``, ``1 - x``: first
+        return Variable(get_array_module(like.data).asarray(value, dtype=dtype), requires_grad=False)
     if is_array(value):
         return Variable(value, requires_grad=False)
     xp = get_array_module(like.data)
-    dtype = like.data.dtype
     if dtype.kind == "f" or (isinstance(value, (int, bool)) and dtype.kind in "iu"):
         return Variable(xp.asarray(value, dtype=dtype), requires_grad=False)
     return Variable(xp.asarray(value), requires_grad=False)

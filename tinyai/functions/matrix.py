@@ -80,8 +80,10 @@ class Linear(Function):
         gx = matmul(gy, W.T) if x.requires_grad else None
         gW = None
         if W.requires_grad:
-            x2 = reshape(x, (-1, x.shape[-1]))
-            gW = matmul(x2.T, reshape(gy, (-1, gy.shape[-1])))
+            if x.ndim != 2:  # every leading axis is a batch axis: fold them into one
+                x = reshape(x, (-1, x.shape[-1]))
+                gy = reshape(gy, (-1, gy.shape[-1]))
+            gW = matmul(x.T, gy)
         if len(self.inputs) == 2:
             return gx, gW
         gb = sum_to(gy, self.inputs[2].shape) if self.inputs[2].requires_grad else None
