@@ -33,3 +33,37 @@ class ExplodingLoss(MeanSquared):
         if float(target.data.reshape(-1)[0]) < 0:
             raise ValueError("exploding loss: negative first target")
         return super().loss(target, prediction)
+
+
+class ConvBatchNormNet(nn.Block):
+    """conv -> batch norm -> relu -> max pool -> linear, for 1x6x6 images."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, pad=1)
+        self.norm = nn.BatchNorm2d(3)
+        self.fc = nn.Linear(3 * 3 * 3, 4)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.norm(self.conv(x))), 2)
+        return self.fc(F.flatten(h))
+
+
+class DropoutNet(nn.Block):
+    """x -> tanh(x W1) -> dropout(0.5) -> W2."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(6, 16)
+        self.drop = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc2(self.drop(F.tanh(self.fc1(x))))
+
+
+class ClassLoss:
+    """Softmax cross-entropy with TinyAI's argument order."""
+
+    def loss(self, target, prediction):
+        return F.softmax_cross_entropy(prediction, target)

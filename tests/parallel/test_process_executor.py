@@ -46,7 +46,7 @@ def test_shutdown_leaves_no_process_and_no_segment():
     executor = ProcessExecutor(TwoLayerNet(), MeanSquared(), 2)
     pids, names = executor.pids, executor.segment_names
     assert len(pids) == 2 and all(_alive(p) for p in pids)
-    assert len(names) == 3 and all(_segment_exists(n) for n in names)
+    assert len(names) == 4 and all(_segment_exists(n) for n in names)  # parameters, 2 x gradients, collective
     executor.shutdown()
     executor.shutdown()  # idempotent
     assert not any(_alive(p) for p in pids)

@@ -25,23 +25,50 @@ by the standard deviation, up to eps).
 Double backward is supported: the gradient Function (``NormalizationGrad``)
 has a backward of its own, the closed-form second derivative, written with
 tinyai operations so that higher orders work too.
+
+Inside a data-parallel step each worker holds only a shard of the batch. The
+batch statistics, and the two means of the backward pass, must still be those
+of the whole batch, or the result would depend on how the batch was split. So
+every mean over the batch axis goes through ``_BatchMeans``, which sums over
+all shards with the communicator in force (``tinyai.backend.get_communicator``)
+before dividing by the total count: synchronised batch normalisation.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from tinyai.autograd import Function, Variable, as_variable, is_train_mode
-from tinyai.backend import get_array_module
+from tinyai.backend import Communicator, get_array_module, get_communicator
 from tinyai.functions.reductions import mean, sum as sum_
 from tinyai.functions.shape import broadcast_to, reshape, sum_to, sum_to_array
 
 
-def _standardize(x: Any, axes: tuple[int, ...], eps: float) -> tuple[Any, Any, Any, Any]:
-    """(xhat, r, mean, var) of the raw array x over ``axes``; r = 1 / sqrt(var + eps); keepdims."""
+class _BatchMeans:
+    """Means over the statistic axes: of this array alone, or of every shard of a data-parallel step."""
+
+    def __init__(self, shape: tuple[int, ...], axes: tuple[int, ...], communicator: Communicator | None) -> None:
+        self.axes = axes
+        self.communicator = communicator
+        count = 1
+        for axis in axes:
+            count *= shape[axis]
+        if communicator is not None:
+            count = int(communicator.allreduce_sum(count))
+        #: values per statistic, all shards together
+        self.count = count
+
+    def __call__(self, v: Any) -> Any:
+        if self.communicator is None:
+            return v.mean(axis=self.axes, keepdims=True)
+        return self.communicator.allreduce_sum(v.sum(axis=self.axes, keepdims=True)) / self.count
+
+
+def _standardize(x: Any, means: _BatchMeans, eps: float) -> tuple[Any, Any, Any, Any]:
+    """(xhat, r, mean, var) of the raw array x; r = 1 / sqrt(var + eps); keepdims."""
     xp = get_array_module(x)
-    mu = x.mean(axis=axes, keepdims=True)
+    mu = means(x)
     centred = x - mu
-    var = (centred * centred).mean(axis=axes, keepdims=True)
+    var = means(centred * centred)
     inv_std = 1 / xp.sqrt(var + eps)
     return centred * inv_std, inv_std, mu, var
 
@@ -55,16 +82,15 @@ class NormalizationGrad(Function):
     derivative costs no recomputation.
     """
 
-    def __init__(self, axes: tuple[int, ...], param_shape: tuple[int, ...], eps: float,
+    def __init__(self, means: _BatchMeans, param_shape: tuple[int, ...], eps: float,
                  xhat: Any, inv_std: Any) -> None:
-        self.axes, self.param_shape, self.eps = axes, param_shape, eps
+        self.means, self.axes, self.param_shape, self.eps = means, means.axes, param_shape, eps
         self.xhat, self.inv_std = xhat, inv_std
 
     def forward(self, x, gamma, gy):
-        axes, xhat = self.axes, self.xhat
+        xhat, means = self.xhat, self.means
         g = gy * gamma.reshape(self.param_shape)
-        gx = self.inv_std * (g - g.mean(axis=axes, keepdims=True)
-                             - xhat * (g * xhat).mean(axis=axes, keepdims=True))
+        gx = self.inv_std * (g - means(g) - xhat * means(g * xhat))
         ggamma = sum_to_array(gy * xhat, self.param_shape).reshape(gamma.shape)
         gbeta = sum_to_array(gy, self.param_shape).reshape(gamma.shape)
         return gx, ggamma, gbeta
@@ -83,6 +109,9 @@ class NormalizationGrad(Function):
         tinyai operations (not taken from the forward pass) so that this
         result can itself be differentiated again.
         """
+        if self.means.communicator is not None:
+            raise RuntimeError("batch_norm: second derivatives are not available with batch statistics "
+                               "synchronised across data-parallel workers")
         x, gamma, gy = self.inputs
         axes = self.axes
         m = 1
@@ -126,14 +155,16 @@ class _Normalize(Function):
     """
 
     def __init__(self, axes: tuple[int, ...], param_shape: tuple[int, ...], eps: float,
-                 running: tuple[Any, Any, float] | None = None) -> None:
+                 running: tuple[Any, Any, float] | None = None, communicator: Communicator | None = None) -> None:
         self.axes, self.param_shape, self.eps, self.running = axes, param_shape, eps, running
+        self.communicator = communicator
 
     def forward(self, x, gamma, beta):
-        self.xhat, self.inv_std, mu, var = _standardize(x, self.axes, self.eps)
+        self.means = _BatchMeans(x.shape, self.axes, self.communicator)
+        self.xhat, self.inv_std, mu, var = _standardize(x, self.means, self.eps)
         if self.running is not None:
             running_mean, running_var, momentum = self.running
-            m = x.size // mu.size
+            m = self.means.count
             # The running variance estimates the population's, hence the
             # unbiased m / (m - 1) correction of the biased batch variance.
             running_mean *= momentum
@@ -144,7 +175,7 @@ class _Normalize(Function):
 
     def backward(self, gy):
         x, gamma, _ = self.inputs
-        grad = NormalizationGrad(self.axes, self.param_shape, self.eps, self.xhat, self.inv_std)
+        grad = NormalizationGrad(self.means, self.param_shape, self.eps, self.xhat, self.inv_std)
         return grad(x, gamma, gy)
 
 
@@ -201,10 +232,13 @@ def batch_norm(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: An
     param_shape = (1, channels) if x.ndim == 2 else (1, channels, 1, 1)
 
     if is_train_mode():
-        if x.size // channels < 2:
+        communicator = get_communicator()
+        # With synchronised statistics only the whole batch needs two values per channel.
+        if communicator is None and x.size // channels < 2:
             raise ValueError(f"batch_norm: train mode needs more than one value per channel to estimate a "
                              f"variance, got input of shape {x.shape}")
-        return _Normalize(axes, param_shape, eps, (running_mean, running_var, momentum))(x, gamma, beta)
+        return _Normalize(axes, param_shape, eps, (running_mean, running_var, momentum),
+                          communicator=communicator)(x, gamma, beta)
 
     # Test mode: y = x * scale + shift with constants from the running statistics.
     xp = get_array_module(running_var)

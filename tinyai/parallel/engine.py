@@ -12,10 +12,15 @@ Because the loss is a mean over examples, step 4 reproduces the gradient of
 the whole batch exactly, so k steps on 2, 3 or 4 workers give the same
 parameters as k single-thread steps (up to floating-point rounding).
 
-Layers whose forward looks at the whole batch break that equality: batch
-normalisation here normalises each shard with the shard's own statistics
-(as PyTorch's DistributedDataParallel does without SyncBatchNorm), and the
-master's running statistics become the size-weighted mean of the replicas'.
+Two kinds of layer need more than that to keep the equality:
+
+* batch normalisation takes statistics over the whole batch, so its workers
+  sum their shard statistics through a communicator (synchronised batch
+  norm); the master's running statistics are then the same as after a
+  single-thread step, and are copied back from a replica;
+* dropout draws random masks; every worker replays the master's random
+  stream for the whole batch and keeps its own rows (``ShardRandom``), so
+  the masks are those of single-thread training.
 """
 from __future__ import annotations
 
@@ -53,16 +58,16 @@ class StepOutcome:
     failed_shards: int
 
 
-def make_executor(backend: str, model: Any, loss: Any, workers: int, seed: int = 0) -> Any:
+def make_executor(backend: str, model: Any, loss: Any, workers: int) -> Any:
     """Start the executor for ``backend`` ("thread" or "process") with ``workers`` replicas."""
     if backend == "thread":
         from tinyai.parallel.thread_executor import ThreadExecutor
 
-        return ThreadExecutor(model, loss, workers, seed=seed)
+        return ThreadExecutor(model, loss, workers)
     if backend == "process":
         from tinyai.parallel.process_executor import ProcessExecutor
 
-        return ProcessExecutor(model, loss, workers, seed=seed)
+        return ProcessExecutor(model, loss, workers)
     raise ValueError(f"data parallel: unknown backend {backend!r}; choose one of {BACKENDS} or 'auto'")
 
 
@@ -75,12 +80,17 @@ class DataParallel:
         workers: number of shards (and replicas) per step.
         backend: "thread" or "process".
         on_error: "raise" (stop at the first failed shard) or "skip" (average
-            the shards that succeeded and count the others).
-        seed: seeds each worker's random stream (dropout) as (seed, worker id).
+            the shards that succeeded and count the others). With batch
+            normalisation a failed shard stops its peers too (they wait for
+            its statistics), so the whole step fails.
+
+    Random draws come from the master's stream (``tinyai.backend.seed``),
+    replayed for the whole batch by every worker, so dropout masks are those
+    single-thread training would draw.
     """
 
-    def __init__(self, model: Any, loss: Any, workers: int, backend: str = "thread", on_error: str = "raise",
-                 seed: int = 0) -> None:
+    def __init__(self, model: Any, loss: Any, workers: int, backend: str = "thread",
+                 on_error: str = "raise") -> None:
         if on_error not in ("raise", "skip"):
             raise ValueError(f"data parallel: on_error must be 'raise' or 'skip', got {on_error!r}")
         self.model = model
@@ -88,7 +98,7 @@ class DataParallel:
         self.workers = workers
         self.backend = backend
         self.on_error = on_error
-        self.executor = make_executor(backend, model, loss, workers, seed=seed)
+        self.executor = make_executor(backend, model, loss, workers)
 
     @property
     def alive(self) -> bool:

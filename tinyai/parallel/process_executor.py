@@ -35,9 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor, named_gradients
+from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor
 
 logger = logging.getLogger(__name__)
+
+
+COLLECTIVE_CAPACITY = 1 << 16  # float64 values per worker in one all-reduce
 
 
 class WorkerFailedError(RuntimeError):
@@ -84,54 +87,69 @@ def _attach(name: str) -> shared_memory.SharedMemory:
 
 
 def _worker_main(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, param_name: str,
-                 grad_name: str, seed: int) -> None:
+                 grad_name: str, collective_name: str, barriers: list) -> None:
     """The loop of one worker process: wait for a shard, compute, write gradients, reply."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the master's to handle
-    param_segment, grad_segment = _attach(param_name), _attach(grad_name)
+    segments = [_attach(name) for name in (param_name, grad_name, collective_name)]
     try:
-        _serve(worker_id, conn, payload, layout, param_segment, grad_segment, seed)
+        _serve(worker_id, conn, payload, layout, segments, barriers)
     except (EOFError, KeyboardInterrupt):
         pass
     finally:
-        for segment in (param_segment, grad_segment):
+        for segment in segments:
             try:
                 segment.close()
             except BufferError:  # arrays still point into it; the process ends anyway
                 pass
 
 
-def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, param_segment: Any,
-           grad_segment: Any, seed: int) -> None:
-    from tinyai.backend import using_rng
+def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segments: list, barriers: list) -> None:
+    from tinyai.backend import using_communicator, using_rng
+    from tinyai.parallel.collective import ProcessCommunicator, ShardRandom
+    from tinyai.parallel.sharding import copy_buffers
 
+    param_segment, grad_segment, collective_segment = segments
     model, loss = pickle.loads(payload)
     params = np.ndarray((layout.size,), dtype=layout.dtype, buffer=param_segment.buf)
     grads = np.ndarray((layout.size,), dtype=layout.dtype, buffer=grad_segment.buf)
+    slots = np.ndarray((len(barriers), COLLECTIVE_CAPACITY), dtype=np.float64, buffer=collective_segment.buf)
     named = dict(model.named_params())
     for name, view in layout.views(params).items():
         named[name].data = view  # the replica reads the master's values in place
     grad_views = layout.views(grads)
-    rng = np.random.default_rng([seed, worker_id])
     while True:
         message = conn.recv()
         if message is None:
             return
-        x, y = message
-        with using_rng(rng):
-            result = ParallelBatchProcessor(model, loss, x, y, worker_id).run()
+        x, y, total, (start, stop), shards, rng_state, buffers = message
+        copy_buffers(_Buffers(buffers), model)
+        rng = ShardRandom(rng_state, start, stop, total)
+        group = ProcessCommunicator(slots, barriers[shards - 1], worker_id, shards)
+        with using_rng(rng), using_communicator(group):
+            result = ParallelBatchProcessor(model, loss, x, y, worker_id, total_batch_size=total).run()
         if result.success:
-            produced = named_gradients(model)
             for name, view in grad_views.items():
-                g = produced.get(name)
+                g = result.gradients.get(name)
                 if g is None:
                     view[...] = 0
                 else:
                     view[...] = g
-            conn.send(("ok", result.loss, result.batch_size))
+            conn.send(("ok", result.loss, result.batch_size, rng.state, dict(model.named_buffers())))
         else:
+            group.abort()  # peers waiting for batch statistics give up at once
             text = "".join(traceback.format_exception(result.exception))
             conn.send(("error", result.batch_size, type(result.exception).__name__,
                        str(result.exception), text))
+
+
+class _Buffers:
+    """A dict of buffers seen through the ``named_buffers()`` interface of a model."""
+
+    def __init__(self, buffers: dict) -> None:
+        self.buffers = buffers
+
+    def named_buffers(self):
+        return iter(self.buffers.items())
 
 
 def _release(processes: list, connections: list, segments: list, timeout: float) -> None:
@@ -169,7 +187,7 @@ class ProcessExecutor:
 
     kind = "process"
 
-    def __init__(self, model: Any, loss: Any, workers: int, seed: int = 0, start_method: str = "spawn",
+    def __init__(self, model: Any, loss: Any, workers: int, start_method: str = "spawn",
                  reply_timeout: float | None = None) -> None:
         self.workers = workers
         self.reply_timeout = reply_timeout
@@ -198,9 +216,13 @@ class ProcessExecutor:
             self._param_views = self.layout.views(self.params)
             self._grad_views = [self.layout.views(g) for g in self.grads]
             self._write_parameters(model)
+            collective = shared_memory.SharedMemory(create=True, size=workers * COLLECTIVE_CAPACITY * 8)
+            self._segments.append(collective)
 
             payload = pickle.dumps((_without_grads(model), loss), protocol=pickle.HIGHEST_PROTOCOL)
             context = mp.get_context(start_method)
+            # One barrier for each possible number of shards in a step.
+            self._barriers = [context.Barrier(k) for k in range(1, workers + 1)]
             saved = {k: os.environ.get(k) for k in _BLAS_VARIABLES}
             os.environ.update({k: "1" for k in _BLAS_VARIABLES})  # one BLAS thread per worker
             try:
@@ -209,7 +231,7 @@ class ProcessExecutor:
                     process = context.Process(
                         target=_worker_main, name=f"tinyai-worker-{k}", daemon=True,
                         args=(k, child_end, payload, self.layout, self._param_segment.name,
-                              self._grad_segments[k].name, seed))
+                              self._grad_segments[k].name, collective.name, self._barriers))
                     process.start()
                     child_end.close()
                     self._processes.append(process)
@@ -242,14 +264,21 @@ class ProcessExecutor:
 
     def compute(self, master: Any, x: Any, y: Any) -> list[BatchProcessResult]:
         """Each worker's loss and gradients on its shard of (x, y), master parameters in force."""
-        from tinyai.parallel.sharding import shard_bounds
+        from tinyai.backend import get_rng
+        from tinyai.parallel.sharding import copy_buffers, shard_bounds
 
         if not self._processes:
             raise RuntimeError("ProcessExecutor: the workers have been shut down")
         self._write_parameters(master)
         bounds = shard_bounds(len(x), self.workers)
+        barrier = self._barriers[len(bounds) - 1]
+        if barrier.broken:  # a failed shard of the last step aborted it
+            barrier.reset()
+        master_rng = get_rng()
+        state = master_rng.bit_generator.state
+        buffers = dict(master.named_buffers()) if hasattr(master, "named_buffers") else {}
         for k, (a, b) in enumerate(bounds):
-            self._connections[k].send((x[a:b], y[a:b]))
+            self._connections[k].send((x[a:b], y[a:b], len(x), (a, b), len(bounds), state, buffers))
         replies = self._collect(len(bounds))
         results = []
         for k in range(len(bounds)):
@@ -261,6 +290,10 @@ class ProcessExecutor:
                 _, size, type_name, message, text = reply
                 error = RuntimeError(f"{type_name}: {message}\n--- worker {k} traceback ---\n{text}")
                 results.append(BatchProcessResult(k, float("nan"), size, False, error))
+        if all(r.success for r in results):
+            # Every worker replayed the same draws and computed the same statistics.
+            master_rng.bit_generator.state = replies[0][3]
+            copy_buffers(_Buffers(replies[0][4]), master)
         return results
 
     def _collect(self, count: int) -> dict[int, tuple]:

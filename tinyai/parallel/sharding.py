@@ -31,3 +31,12 @@ def copy_parameters(source: Any, target: Any) -> None:
             raise ValueError(f"copy_parameters: parameter {name!r} has shape {q.data.shape} in the replica "
                              f"but {p.data.shape} in the master")
         q.data[...] = p.data
+
+
+def copy_buffers(source: Any, target: Any) -> None:
+    """Copy every buffer (batch-norm running statistics, ...) of ``source`` into ``target``'s, in place."""
+    if not hasattr(source, "named_buffers"):
+        return
+    target_buffers = dict(target.named_buffers())
+    for name, array in source.named_buffers():
+        target_buffers[name][...] = array

@@ -2,10 +2,14 @@
 
 NumPy releases the interpreter lock inside BLAS and large elementwise loops,
 so two threads really do compute at once on two cores. Each thread keeps its
-own replica (made once, re-synchronised each step by copying arrays) and its
-own random stream; autograd's configuration is per thread, so ``no_grad`` in
-one worker never leaks into another. BLAS is limited to one thread per worker
-while they run, or the workers would fight for the same cores.
+own replica (made once, re-synchronised each step by copying arrays);
+autograd's configuration is per thread, so ``no_grad`` in one worker never
+leaks into another. BLAS is limited to one thread per worker while they run,
+or the workers would fight for the same cores.
+
+Random draws (dropout) replay the master's stream for the whole batch
+(``ShardRandom``), and batch statistics are summed over all shards
+(``ThreadCommunicator``), so the step does not depend on the split.
 """
 from __future__ import annotations
 
@@ -14,11 +18,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
-import numpy as np
-
-from tinyai.backend import using_rng
+from tinyai.backend import get_rng, using_communicator, using_rng
+from tinyai.parallel.collective import ShardRandom, ThreadCommunicator
 from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor
-from tinyai.parallel.sharding import copy_parameters, shard_bounds
+from tinyai.parallel.sharding import copy_buffers, copy_parameters, shard_bounds
 from tinyai.parallel.utils import deep_copy_model
 
 logger = logging.getLogger(__name__)
@@ -41,11 +44,10 @@ class ThreadExecutor:
 
     kind = "thread"
 
-    def __init__(self, model: Any, loss: Any, workers: int, seed: int = 0) -> None:
+    def __init__(self, model: Any, loss: Any, workers: int) -> None:
         self.workers = workers
         self.loss = loss
         self.replicas = [deep_copy_model(model) for _ in range(workers)]
-        self.rngs = [np.random.default_rng([seed, k]) for k in range(workers)]
         self.pool: ThreadPoolExecutor | None = ThreadPoolExecutor(
             max_workers=workers, thread_name_prefix="tinyai-worker")
 
@@ -53,9 +55,13 @@ class ThreadExecutor:
     def alive(self) -> bool:
         return self.pool is not None
 
-    def _run_shard(self, k: int, x: Any, y: Any) -> BatchProcessResult:
-        with using_rng(self.rngs[k]):
-            return ParallelBatchProcessor(self.replicas[k], self.loss, x, y, k).run()
+    def _run_shard(self, k: int, x: Any, y: Any, total: int, rng: ShardRandom,
+                   group: ThreadCommunicator) -> BatchProcessResult:
+        with using_rng(rng), using_communicator(group.member(k)):
+            result = ParallelBatchProcessor(self.replicas[k], self.loss, x, y, k, total_batch_size=total).run()
+        if not result.success:
+            group.abort()  # peers waiting for batch statistics give up at once
+        return result
 
     def compute(self, master: Any, x: Any, y: Any) -> list[BatchProcessResult]:
         """Each worker's loss and gradients on its shard of (x, y), master parameters in force."""
@@ -63,10 +69,20 @@ class ThreadExecutor:
             raise RuntimeError("ThreadExecutor: the pool has been shut down")
         for replica in self.replicas:
             copy_parameters(master, replica)
+            copy_buffers(master, replica)
         bounds = shard_bounds(len(x), self.workers)
+        group = ThreadCommunicator(len(bounds))
+        master_rng = get_rng()
+        rngs = [ShardRandom(master_rng.bit_generator.state, a, b, len(x)) for a, b in bounds]
         with blas_threads(1):
-            futures = [self.pool.submit(self._run_shard, k, x[a:b], y[a:b]) for k, (a, b) in enumerate(bounds)]
-            return [f.result() for f in futures]
+            futures = [self.pool.submit(self._run_shard, k, x[a:b], y[a:b], len(x), rngs[k], group)
+                       for k, (a, b) in enumerate(bounds)]
+            results = [f.result() for f in futures]
+        if all(r.success for r in results):
+            # Every worker replayed the same draws: carry on from where they ended.
+            master_rng.bit_generator.state = rngs[0].state
+            copy_buffers(self.replicas[0], master)
+        return results
 
     def shutdown(self, timeout: float = 30) -> None:
         """Wait for running shards, then release the threads. Safe to call twice."""
