@@ -73,8 +73,8 @@ def test_load_state_dict_reports_every_problem():
         layer.load_state_dict(bad)
     message = str(info.value)
     assert r"wrong shape: z (expected (2, 3), got (3, 2))" in message
-    assert "missing: a, count" in message
-    assert "unexpected: extra" in message
+    assert "missing: a (3,), count (1,)" in message
+    assert "unexpected: extra (1,)" in message
     # non-strict loading allows missing and unexpected names, never a wrong shape
     layer.load_state_dict({"a": np.ones(3, np.float32), "extra": 1}, strict=False)
     np.testing.assert_array_equal(layer.a.data, 1)

@@ -249,25 +249,10 @@ class Layer:
                 elif kind == _BUFFER and key not in layer._non_persistent:
                     targets[dotted + key] = (layer, key, kind)
 
-        missing = [k for k in targets if k not in state]
-        unexpected = [k for k in state if k not in targets]
-        misshaped = []
-        for k, (layer, key, kind) in targets.items():
-            if k in state:
-                current = getattr(layer, key)
-                current_shape = tuple(current.shape)
-                given = tuple(getattr(state[k], "shape", ()))
-                if given != current_shape:
-                    misshaped.append(f"{k} (expected {current_shape}, got {given})")
-        problems = []
-        if misshaped:
-            problems.append("wrong shape: " + ", ".join(misshaped))
-        if strict and missing:
-            problems.append("missing: " + ", ".join(missing))
-        if strict and unexpected:
-            problems.append("unexpected: " + ", ".join(unexpected))
+        expected = {k: tuple(getattr(layer, key).shape) for k, (layer, key, _) in targets.items()}
+        problems = describe_state_mismatch(expected, state, strict)
         if problems:
-            raise ValueError(f"load_state_dict of {self._label()}: " + "; ".join(problems))
+            raise ValueError(f"load_state_dict of {self._label()}: {problems}")
 
         for k, (layer, key, kind) in targets.items():
             if k not in state:
@@ -328,3 +313,32 @@ def _check_variable(layer: Layer, x: Any, what: str = "input") -> Variable:
     if is_array(x):
         return as_variable(x)
     raise TypeError(f"{layer._label()}: {what} must be a Variable or an array, got {type(x).__name__}")
+
+
+def describe_state_mismatch(expected: Mapping[str, tuple], state: Mapping[str, Any], strict: bool = True) -> str:
+    """What keeps ``state`` from loading into a layer whose state has the ``expected`` shapes.
+
+    Lists names with the wrong shape, then (when ``strict``) names missing
+    from ``state`` and names it has that the layer does not, each with its
+    shape; returns "" when everything fits. Shared by ``Layer.load_state_dict``
+    and ``Model.load_weights`` so that both report a mismatch the same way.
+
+    >>> import numpy as np
+    >>> describe_state_mismatch({"W": (2, 3), "b": (3,)}, {"W": np.zeros((3, 2))})
+    'wrong shape: W (expected (2, 3), got (3, 2)); missing: b (3,)'
+    """
+    def shape(value: Any) -> tuple:
+        return tuple(getattr(value, "shape", ()))
+
+    misshaped = [f"{k} (expected {expected[k]}, got {shape(v)})"
+                 for k, v in state.items() if k in expected and shape(v) != tuple(expected[k])]
+    missing = [f"{k} {tuple(s)}" for k, s in expected.items() if k not in state]
+    unexpected = [f"{k} {shape(v)}" for k, v in state.items() if k not in expected]
+    problems = []
+    if misshaped:
+        problems.append("wrong shape: " + ", ".join(misshaped))
+    if strict and missing:
+        problems.append("missing: " + ", ".join(missing))
+    if strict and unexpected:
+        problems.append("unexpected: " + ", ".join(unexpected))
+    return "; ".join(problems)

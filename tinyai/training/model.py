@@ -27,6 +27,7 @@ import numpy as np
 from tinyai.autograd import Variable, no_grad, test_mode
 from tinyai.backend import get_default_dtype, is_array, to_cpu
 from tinyai.nn import Layer, Parameter
+from tinyai.nn.layer import describe_state_mismatch
 
 #: Keys under this prefix in a weights file are metadata, not weights.
 META_PREFIX = "__tinyai__."
@@ -211,10 +212,11 @@ class Model:
             del arrays[key]
         try:
             self.block.load_state_dict(arrays, strict=strict)
-        except ValueError:
+        except ValueError as exc:
+            expected = {k: tuple(v.shape) for k, v in self.block.state_dict().items()}
             origin = f" (saved from model {str(saved_name)!r})" if saved_name is not None else ""
             raise ValueError(f"Model.load_weights: {os.fspath(path)!r}{origin} does not fit model {self.name!r}: "
-                             + _describe_mismatch(self.block.state_dict(), arrays, strict)) from None
+                             + (describe_state_mismatch(expected, arrays, strict) or str(exc))) from None
 
     @classmethod
     def load(cls, path: str | os.PathLike, block: Layer, name: str | None = None) -> "Model":
@@ -324,22 +326,3 @@ def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except ( OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"Model.load_weights: cannot read {path!r} as an .npz weights file "
                          f"(corrupt, truncated or another format): {exc}") from None
-
-
-def _describe_mismatch(current: Mapping[str, Any], saved: Mapping[str, Any], strict: bool) -> str:
-    """Which names are missing, unexpected or differently shaped, with their shapes."""
-    def shape(value: Any) -> tuple:
-        return tuple(getattr(value, "shape", ()))
-
-    missing = [f"{k} {shape(v)}" for k, v in current.items() if k not in saved]
-    unexpected = [f"{k} {shape(v)}" for k, v in saved.items() if k not in current]
-    misshaped = [f"{k} (model {shape(current[k])}, file {shape(v)})"
-                 for k, v in saved.items() if k in current and shape(current[k]) != shape(v)]
-    parts = []
-    if misshaped:
-        parts.append("different shapes: " + ", ".join(misshaped))
-    if strict and missing:
-        parts.append("in the model but not in the file: " + ", ".join(missing))
-    if strict and unexpected:
-        parts.append("in the file but not in the model: " + ", ".join(unexpected))
-    return "; ".join(parts) or "the block refused the weights"
