@@ -137,6 +137,17 @@ def _noting_backward(function: Any, backward: Callable, watched: list, given: di
     return noting
 
 
+def _prepare(f: Callable, inputs: Sequence[Any], seed: int | None) -> tuple[int, np.random.Generator, list, list]:
+    """The seed (a fresh one when None, so a failure can name it), its generator,
+    the float inputs widened to float64, and one random gradient per output of ``f``."""
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    rng = np.random.default_rng(seed)
+    arrays = [_as_float64(a) for a in inputs]
+    _, ys, _ = _evaluate(f, arrays, None, grad=False)
+    return seed, rng, arrays, [_random_like(rng, y.data) for y in ys]
+
+
 def _analytic_grads(f: Callable, arrays: Sequence[Any], gys: Sequence[Any]) -> tuple[list, dict[int, str]]:
     xs, ys, _ = _evaluate(f, arrays, None, grad=True)
     if len(ys) != len(gys):
@@ -176,12 +187,7 @@ def gradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e-5, 
     >>> gradcheck(F.tanh, np.random.default_rng(0).standard_normal((3, 4)))
     True
     """
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    rng = np.random.default_rng(seed)
-    arrays = [_as_float64(a) for a in inputs]
-    _, ys, _ = _evaluate(f, arrays, None, grad=False)
-    gys = [_random_like(rng, y.data) for y in ys]
+    seed, rng, arrays, gys = _prepare(f, inputs, seed)
 
     pairs, given = _analytic_grads(f, arrays, gys)
     grads = []
@@ -266,12 +272,7 @@ def gradgradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e
     ``backward(create_graph=True)``, with gy random and fixed) and checks it
     with ``gradcheck``.
     """
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    rng = np.random.default_rng(seed)
-    arrays = [_as_float64(a) for a in inputs]
-    _, ys, _ = _evaluate(f, arrays, None, grad=False)
-    gys = [_random_like(rng, y.data) for y in ys]
+    seed, _, arrays, gys = _prepare(f, inputs, seed)
 
     def first_derivatives(*xs: Variable) -> tuple[Variable, ...]:
         with enable_grad():
