@@ -9,14 +9,7 @@ import pytest
 import tinyai as ta
 import tinyai.functions as F
 from tinyai.viz import ComputationGraphVisualizer, StepByStepVisualizer
-
-
-def small_graph():
-    x0 = ta.Variable(np.array([1.0, 2.0]), name="x0")
-    x1 = ta.Variable(np.array([3.0, 4.0]), name="x1")
-    y = (x0 + x1) * x1
-    y.name = "y"
-    return x0, x1, y
+from viz_helpers import small_graph
 
 
 def test_tree_of_a_small_graph():

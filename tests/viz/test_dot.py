@@ -10,6 +10,7 @@ import tinyai as ta
 import tinyai.functions as F
 from tinyai.viz import dot as dot_module
 from tinyai.viz import get_dot_graph, plot_dot_graph, show_graph
+from viz_helpers import small_graph
 
 NODE = re.compile(r'^\s*(\w+) \[label="((?:[^"\\]|\\.)*)", shape=(\w+)')
 EDGE = re.compile(r"^\s*(\w+) -> (\w+);$")
@@ -26,14 +27,6 @@ def parse(text):
         elif (m := EDGE.match(line)):
             edges.append((m.group(1), m.group(2)))
     return nodes, edges
-
-
-def small_graph():
-    x0 = ta.Variable(np.array([1.0, 2.0]), name="x0")
-    x1 = ta.Variable(np.array([3.0, 4.0]), name="x1")
-    y = (x0 + x1) * x1
-    y.name = "y"
-    return x0, x1, y
 
 
 def test_small_graph_nodes_edges_and_labels():
