@@ -57,6 +57,15 @@ def _check_sequence(layer: Layer, x: Any, d_model: int, what: str = "input") -> 
     return x
 
 
+def _residual(x: Variable, norm: LayerNorm, dropout: Dropout, norm_first: bool,
+              sublayer: Callable[[Variable], Variable]) -> Variable:
+    """One sublayer with its residual connection: x + dropout(sublayer(LN(x))) in pre-norm,
+    LN(x + dropout(sublayer(x))) in post-norm."""
+    if norm_first:
+        return x + dropout(sublayer(norm(x)))
+    return norm(x + dropout(sublayer(x)))
+
+
 class TransformerEncoderLayer(Block):
     """Self-attention and feed-forward, each with residual connection and layer norm.
 
@@ -91,12 +100,9 @@ class TransformerEncoderLayer(Block):
 
     def forward(self, x: Any, padding_mask: Any = None, causal: bool = False) -> Variable:
         x = _check_sequence(self, x, self.d_model)
-        if self.norm_first:
-            h = self.norm1(x)
-            x = x + self.dropout1(self.self_attn(h, padding_mask=padding_mask, causal=causal))
-            return x + self.dropout2(self.ffn(self.norm2(x)))
-        x = self.norm1(x + self.dropout1(self.self_attn(x, padding_mask=padding_mask, causal=causal)))
-        return self.norm2(x + self.dropout2(self.ffn(x)))
+        x = _residual(x, self.norm1, self.dropout1, self.norm_first,
+                      lambda h: self.self_attn(h, padding_mask=padding_mask, causal=causal))
+        return _residual(x, self.norm2, self.dropout2, self.norm_first, self.ffn)
 
     def extra_repr(self) -> str:
         return "pre-norm" if self.norm_first else "post-norm"
@@ -139,11 +145,6 @@ class TransformerDecoderLayer(Block):
         self.dropout3 = Dropout(dropout)
         self.norm3 = LayerNorm(d_model)
 
-    def _sublayer(self, x: Variable, norm: LayerNorm, dropout: Dropout, fn) -> Variable:
-        if self.norm_first:
-            return x + dropout(fn(norm(x)))
-        return norm(x + dropout(fn(x)))
-
     def forward(self, x: Any, memory: Any = None, padding_mask: Any = None,
                 memory_padding_mask: Any = None) -> Variable:
         x = _check_sequence(self, x, self.d_model)
@@ -152,13 +153,13 @@ class TransformerDecoderLayer(Block):
                              "build it with cross_attention=False for a decoder-only model")
         if not self.has_cross_attention and memory is not None:
             raise ValueError(f"{self._label()}: was built with cross_attention=False but received memory")
-        x = self._sublayer(x, self.norm1, self.dropout1,
-                           lambda h: self.self_attn(h, padding_mask=padding_mask, causal=True))
+        x = _residual(x, self.norm1, self.dropout1, self.norm_first,
+                      lambda h: self.self_attn(h, padding_mask=padding_mask, causal=True))
         if self.has_cross_attention:
             memory = _check_sequence(self, memory, self.d_model, "memory")
-            x = self._sublayer(x, self.norm2, self.dropout2,
-                               lambda h: self.cross_attn(h, memory, memory, padding_mask=memory_padding_mask))
-        return self._sublayer(x, self.norm3, self.dropout3, self.ffn)
+            x = _residual(x, self.norm2, self.dropout2, self.norm_first,
+                          lambda h: self.cross_attn(h, memory, memory, padding_mask=memory_padding_mask))
+        return _residual(x, self.norm3, self.dropout3, self.norm_first, self.ffn)
 
     def extra_repr(self) -> str:
         return ("pre-norm" if self.norm_first else "post-norm") + (
