@@ -35,8 +35,10 @@ class ReLU(Function):
         return get_array_module(x).maximum(x, 0)
 
     def backward(self, gy):
+        # Multiplying by the boolean mask zeroes the gradient where x <= 0;
+        # NumPy converts the booleans inside the multiplication, no float copy needed.
         mask = self.inputs[0].data > 0
-        return gy * mask.astype(gy.dtype)
+        return gy * mask
 
 
 class LeakyReLU(Function):
