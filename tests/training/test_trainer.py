@@ -138,15 +138,6 @@ def test_shape_mismatch_fails_at_first_batch_naming_layer_shapes_and_position():
     assert "(batch x shape (8, 5), y shape (8,))" in message
 
 
-def test_enable_parallel_warns_and_trains_single_threaded(caplog):
-    with caplog.at_level(logging.WARNING, logger="tinyai.training.trainer"):
-        trainer, _, _ = make(max_epoch=2, enable_parallel=True, thread_count=3)
-    assert "not available yet" in caplog.text
-    assert trainer.enable_parallel and trainer.thread_count == 3
-    history = trainer.train()
-    assert history["loss"][1] < history["loss"][0]
-
-
 def test_context_manager_and_keyword_construction():
     monitor = Monitor()
     with Trainer(max_epoch=1, monitor=monitor, evaluator=AccuracyEval(), progress=None) as trainer:

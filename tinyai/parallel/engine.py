@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tinyai.backend import get_array_module
 from tinyai.parallel.aggregator import GradientAggregator
 from tinyai.parallel.processor import BatchProcessResult
 from tinyai.parallel.utils import apply_aggregated_gradients
@@ -50,12 +51,13 @@ class ShardError(RuntimeError):
 
 @dataclass
 class StepOutcome:
-    """What one data-parallel step produced."""
+    """What one data-parallel step produced; ``prediction`` is None when a shard was skipped."""
 
     loss: float
     batch_size: int
     ok_shards: int
     failed_shards: int
+    prediction: Any = None
 
 
 def make_executor(backend: str, model: Any, loss: Any, workers: int) -> Any:
@@ -104,8 +106,13 @@ class DataParallel:
     def alive(self) -> bool:
         return self.executor is not None and self.executor.alive
 
-    def compute_gradients(self, x: Any, y: Any) -> StepOutcome:
-        """Steps 1-4: leave the batch's mean gradient on the master's parameters."""
+    def compute_gradients(self, x: Any, y: Any, scale: float = 1.0, accumulate: bool = False) -> StepOutcome:
+        """Steps 1-4: leave the batch's mean gradient on the master's parameters.
+
+        ``scale`` multiplies the gradient and ``accumulate`` adds it to the
+        gradients already there: together they accumulate a weighted mean
+        over several batches before one update.
+        """
         results: list[BatchProcessResult] = self.executor.compute(self.model, x, y)
         failed = [r for r in results if not r.success]
         if failed and (self.on_error == "raise" or len(failed) == len(results)):
@@ -120,11 +127,18 @@ class DataParallel:
                 aggregator.submit_gradients(r.gradients, r.batch_size)
             else:
                 aggregator.submit_failure(r.worker_id, r.exception)
-        apply_aggregated_gradients(self.model, aggregator.get_average_gradients())
+        average = aggregator.get_average_gradients()
+        if scale != 1.0:
+            average = {name: g * scale for name, g in average.items()}
+        apply_aggregated_gradients(self.model, average, accumulate=accumulate)
         ok = [r for r in results if r.success]
         total = sum(r.batch_size for r in ok)
         loss = sum(r.loss * r.batch_size for r in ok) / total if total else math.nan
-        return StepOutcome(loss, total, len(ok), len(failed))
+        prediction = None
+        if not failed and all(r.prediction is not None for r in results):
+            xp = get_array_module(results[0].prediction)
+            prediction = xp.concatenate([r.prediction for r in results])
+        return StepOutcome(loss, total, len(ok), len(failed), prediction)
 
     def time_step(self, x: Any, y: Any, repeats: int = 3) -> float:
         """Median seconds for computing the gradients of (x, y); parameters are left unchanged."""

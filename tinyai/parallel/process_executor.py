@@ -134,7 +134,8 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
                     view[...] = 0
                 else:
                     view[...] = g
-            conn.send(("ok", result.loss, result.batch_size, rng.state, dict(model.named_buffers())))
+            conn.send(("ok", result.loss, result.batch_size, rng.state, dict(model.named_buffers()),
+                       result.prediction))
         else:
             group.abort()  # peers waiting for batch statistics give up at once
             text = "".join(traceback.format_exception(result.exception))
@@ -285,7 +286,7 @@ class ProcessExecutor:
             reply = replies[k]
             if reply[0] == "ok":
                 gradients = {name: view.copy() for name, view in self._grad_views[k].items()}
-                results.append(BatchProcessResult(k, reply[1], reply[2], True, None, gradients))
+                results.append(BatchProcessResult(k, reply[1], reply[2], True, None, gradients, reply[5]))
             else:
                 _, size, type_name, message, text = reply
                 error = RuntimeError(f"{type_name}: {message}\n--- worker {k} traceback ---\n{text}")

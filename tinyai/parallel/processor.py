@@ -32,6 +32,7 @@ class BatchProcessResult:
     success: bool
     exception: BaseException | None = None
     gradients: dict[str, Any] = field(default_factory=dict, repr=False)
+    prediction: Any = field(default=None, repr=False)
 
 
 def named_gradients(model: Any) -> dict[str, Any]:
@@ -79,10 +80,11 @@ class ParallelBatchProcessor:
             if share != 1:
                 gradients = {name: g / share for name, g in gradients.items()}
             value = float(loss.item())
+            predicted = prediction.data if isinstance(prediction, Variable) else None
         except Exception as exc:
             if self.aggregator is not None:
                 self.aggregator.submit_failure(self.worker_id, exc)
             return BatchProcessResult(self.worker_id, math.nan, size, False, exc)
         if self.aggregator is not None:
             self.aggregator.submit_gradients(gradients, size)
-        return BatchProcessResult(self.worker_id, value, size, True, None, gradients)
+        return BatchProcessResult(self.worker_id, value, size, True, None, gradients, predicted)

@@ -54,15 +54,25 @@ def get_recommended_thread_count(batch_count: int) -> int:
     return max(1, min(int(cores * 0.75), batch_count))
 
 
-def apply_aggregated_gradients(model: Any, gradients: Mapping[str, Any]) -> None:
-    """Put averaged gradients (parameter name -> array) on the master model's parameters."""
+def apply_aggregated_gradients(model: Any, gradients: Mapping[str, Any], accumulate: bool = False) -> None:
+    """Put averaged gradients (parameter name -> array) on the master model's parameters.
+
+    With ``accumulate`` they are added to the gradients already there (gradient
+    accumulation over several batches); otherwise they replace them.
+    """
     named = dict(model.named_params())
     unknown = sorted(set(gradients) - set(named))
     if unknown:
         raise KeyError(f"apply_aggregated_gradients: the model has no parameters named {unknown}")
     for name, param in named.items():
         grad = gradients.get(name)
-        param.grad = None if grad is None else Variable(grad, requires_grad=False)
+        if grad is None:
+            if not accumulate:
+                param.grad = None
+        elif accumulate and param.grad is not None:
+            param.grad = Variable(param.grad.data + grad, requires_grad=False)
+        else:
+            param.grad = Variable(grad, requires_grad=False)
 
 
 def format_parallel_stats(threads: int, ok_batches: int, total_batches: int, avg_loss: float,

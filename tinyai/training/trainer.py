@@ -26,10 +26,14 @@ import os
 import warnings
 from typing import Any, TextIO
 
+from tinyai.autograd import Variable
 from tinyai.backend import get_state, set_state
+from tinyai.parallel.engine import ShardError
+from tinyai.parallel.process_executor import WorkerFailedError
 from tinyai.training.checkpoint import load_checkpoint, save_checkpoint
 from tinyai.training.evaluator import Evaluator, batch_variables
 from tinyai.training.monitor import Monitor
+from tinyai.training.parallel_training import ParallelTraining, check_thread_count
 from tinyai.training.progress import EpochProgress, resolve_mode
 
 logger = logging.getLogger(__name__)
@@ -57,10 +61,12 @@ class Trainer:
         evaluator: an ``Evaluator`` run on the test split after each epoch
             (every ``eval_every`` epochs); its model and data set default to
             the ones given to ``init``. None: no evaluation.
-        enable_parallel: data-parallel training over ``thread_count`` workers.
-            Accepted for TinyAI compatibility; not available yet, so training
-            runs single-threaded (a warning is logged).
-        thread_count: workers for data-parallel training (0: choose automatically).
+        enable_parallel: synchronous data-parallel training: each batch is split
+            over ``thread_count`` workers, their gradients are averaged, and
+            the optimizer updates once; the result equals single-thread
+            training on the same batches (see ``tinyai.parallel``).
+        thread_count: workers for data-parallel training (0: one per core, at
+            most the number of batches).
         progress: True (a tqdm bar per epoch), False (one line per epoch),
             None (silent), or "bar"/"line"/"off".
         on_nan: what a NaN or infinite loss does: "raise" (stop with
@@ -70,25 +76,38 @@ class Trainer:
             the last one; 0 runs it only when ``evaluate()`` is called.
         checkpoint_path: if given, a checkpoint is written there after each epoch.
         stream: where the progress display writes (stdout by default).
+        parallel_backend: "auto" (time single-thread, threads and processes
+            on the first batch and keep the fastest), "thread" or "process".
+        on_error: in data-parallel training, what a shard that raises does:
+            "raise" (stop, after releasing the workers, with an error naming
+            epoch, batch and worker) or "skip" (average the other shards;
+            the epoch's ``skipped_shards`` counts them).
+        accumulate_steps: average the gradients of this many consecutive
+            batches (weighted by their sizes) before each optimizer update.
     """
 
     def __init__(self, max_epoch: int, monitor: Monitor | None = None, evaluator: Evaluator | None = None,
                  enable_parallel: bool = False, thread_count: int = 0, *, progress: bool | str | None = True,
                  on_nan: str = "raise", eval_every: int = 1, checkpoint_path: str | os.PathLike | None = None,
-                 stream: TextIO | None = None) -> None:
+                 stream: TextIO | None = None, parallel_backend: str = "auto", on_error: str = "raise",
+                 accumulate_steps: int = 1) -> None:
         if not isinstance(max_epoch, int) or isinstance(max_epoch, bool) or max_epoch < 0:
             raise ValueError(f"Trainer: max_epoch must be a non-negative int, got {max_epoch!r}")
         if on_nan not in ("raise", "warn"):
             raise ValueError(f"Trainer: on_nan must be 'raise' or 'warn', got {on_nan!r}")
-        if not isinstance(thread_count, int) or thread_count < 0:
-            raise ValueError(f"Trainer: thread_count must be an int >= 0, got {thread_count!r}")
+        if isinstance(accumulate_steps, bool) or not isinstance(accumulate_steps, int) or accumulate_steps < 1:
+            raise ValueError(f"Trainer: accumulate_steps must be an int >= 1, got {accumulate_steps!r}")
         if not isinstance(eval_every, int) or eval_every < 0:
             raise ValueError(f"Trainer: eval_every must be an int >= 0, got {eval_every!r}")
         self.max_epoch = max_epoch
         self.monitor = monitor if monitor is not None else Monitor()
         self.evaluator = evaluator
-        self.enable_parallel = bool(enable_parallel)
-        self.thread_count = thread_count
+        self._parallel = ParallelTraining(enable_parallel, check_thread_count(thread_count, "Trainer"),
+                                          parallel_backend, on_error)
+        self.accumulate_steps = accumulate_steps
+        self._accumulated: dict[str, Any] = {}
+        self._skipped_shards = 0
+        self._closed = False
         self.progress = resolve_mode(progress)
         self.on_nan = on_nan
         self.eval_every = eval_every
@@ -102,9 +121,6 @@ class Trainer:
         self.loss: Any = None
         self.optimizer: Any = None
         self._progress_bar: EpochProgress | None = None
-        if self.enable_parallel:
-            logger.warning("Trainer: data-parallel training (enable_parallel=True, thread_count=%d) is not "
-                           "available yet; training single-threaded", thread_count)
 
     # -- set-up ------------------------------------------------------------------
     def init(self, dataset: Any, model: Any, loss: Any, optimizer: Any) -> "Trainer":
@@ -127,7 +143,39 @@ class Trainer:
         self.model, self.loss, self.optimizer = model, loss, optimizer
         if self.evaluator is not None:
             self.evaluator.bind(model, dataset)
+        self._parallel.start(model, loss, self.train_set)
         return self
+
+    # -- data parallel (TinyAI's configureParallelTraining and friends) ---------------
+    @property
+    def enable_parallel(self) -> bool:
+        """Whether data-parallel training is asked for (see ``is_parallel_training_enabled``)."""
+        return self._parallel.enabled
+
+    @property
+    def thread_count(self) -> int:
+        """The configured number of workers (0: automatic)."""
+        return self._parallel.thread_count
+
+    def configure_parallel_training(self, enable: bool, thread_count: int = 0, backend: str = "auto") -> None:
+        """Turn data-parallel training on or off, at any time.
+
+        Running workers are shut down first. With a model attached, it is
+        checked again and the new workers start; a model that cannot be
+        replicated falls back to single-thread training with a logged warning.
+        """
+        self._parallel.configure(enable, thread_count, backend)
+        self._closed = False
+        if self.model is not None:
+            self._parallel.start(self.model, self.loss, self.train_set)
+
+    def is_parallel_training_enabled(self) -> bool:
+        """True when training is enabled to run data-parallel and its workers are alive."""
+        return self._parallel.enabled and self._parallel.active and not self._closed
+
+    def get_parallel_thread_count(self) -> int:
+        """The number of workers each step is split over (1: single-thread)."""
+        return self._parallel.workers if self.is_parallel_training_enabled() else 1
 
     def _require_init(self, what: str) -> None:
         if self.model is None:
@@ -149,11 +197,16 @@ class Trainer:
             (``None`` where a metric was not measured).
         """
         self._require_init("train")
-        while self.epoch < self.max_epoch:
-            self._train_epoch(self.epoch, shuffle)
-            self.epoch += 1
-            if self.checkpoint_path is not None:
-                self.save_checkpoint(self.checkpoint_path)
+        try:
+            while self.epoch < self.max_epoch:
+                self._train_epoch(self.epoch, shuffle)
+                self.epoch += 1
+                if self.checkpoint_path is not None:
+                    self.save_checkpoint(self.checkpoint_path)
+        except BaseException:
+            # A failed shard, a dead worker, Ctrl-C: release every worker before the error travels on.
+            self._parallel.stop()
+            raise
         return self.monitor.history
 
     def _train_epoch(self, epoch: int, shuffle: bool) -> None:
@@ -167,6 +220,9 @@ class Trainer:
             model.train()
         model.reset_state()
         monitor.start_new_epoch(epoch)
+        self._group_sizes = self._accumulation_groups([batch.size for batch in batches])
+        self._accumulated.clear()
+        self._skipped_shards = 0
         display = EpochProgress(self.progress, epoch + 1, self.max_epoch, len(batches), self.stream)
         self._progress_bar = display
         score = self.evaluator.batch_score if self.evaluator is not None else None
@@ -182,7 +238,7 @@ class Trainer:
                     continue
                 loss_sum += value
                 loss_count += 1
-                if metric_name is not None:
+                if metric_name is not None and prediction is not None:
                     result = score(prediction.data, target.data)
                     if result is not None:
                         metric_sum += result[0]
@@ -193,6 +249,8 @@ class Trainer:
             self._progress_bar = None
             raise
         monitor.collect("loss", loss_sum / loss_count if loss_count else math.nan)
+        if self._parallel.active:
+            monitor.collect("skipped_shards", self._skipped_shards)
         if metric_name is not None and metric_count:
             monitor.collect(metric_name, metric_sum / metric_count)
         last = epoch + 1 == self.max_epoch
@@ -208,6 +266,21 @@ class Trainer:
         """One forward/backward/update on ``batch``; (loss value, prediction, target),
         or (None, None, None) when a non-finite loss was skipped."""
         where = f"Trainer: epoch {epoch + 1}/{self.max_epoch}, batch {index + 1}/{count}"
+        if self._parallel.active:
+            value, prediction, target = self._parallel_gradients(where, batch)
+        else:
+            value, prediction, target = self._gradients(where, batch)
+        if not math.isfinite(value):
+            message = f"{where}: the loss is {value}; training diverged (try a smaller learning rate)"
+            if self.on_nan == "raise":
+                raise NonFiniteLossError(message)
+            warnings.warn(message + "; skipping this batch's update", RuntimeWarning, stacklevel=4)
+            return None, None, None
+        self._update(index, batch.size)
+        return value, prediction, target
+
+    def _gradients(self, where: str, batch: Any) -> tuple[float, Any, Any]:
+        """Single-thread: forward, loss, and (for a finite loss) backward into p.grad."""
         x, y = batch_variables(self.model, batch)
         try:
             prediction = self.model(x)
@@ -216,18 +289,48 @@ class Trainer:
             shapes = f"(batch x shape {tuple(batch.x.shape)}, y shape {tuple(batch.y.shape)})"
             raise _with_context(error, f"{where} {shapes}") from error
         value = float(loss.item())
-        if not math.isfinite(value):
-            message = f"{where}: the loss is {value}; training diverged (try a smaller learning rate)"
-            loss.unchain_backward()
-            if self.on_nan == "raise":
-                raise NonFiniteLossError(message)
-            warnings.warn(message + "; skipping this batch's update", RuntimeWarning, stacklevel=4)
-            return None, None, None
-        self.model.clear_grads()
-        loss.backward()
-        self.optimizer.update()
+        if math.isfinite(value):
+            self.model.clear_grads()
+            loss.backward()
         loss.unchain_backward()
         return value, prediction, y
+
+    def _parallel_gradients(self, where: str, batch: Any) -> tuple[float, Any, Any]:
+        """Data-parallel: the workers' averaged gradient lands in p.grad."""
+        try:
+            outcome = self._parallel.step(batch.x, batch.y)
+        except (ShardError, WorkerFailedError) as error:
+            raise RuntimeError(f"{where}: {error}") from error
+        self._skipped_shards += outcome.failed_shards
+        prediction = None if outcome.prediction is None else Variable(outcome.prediction, requires_grad=False)
+        return outcome.loss, prediction, Variable(batch.y, requires_grad=False)
+
+    def _accumulation_groups(self, sizes: list[int]) -> list[int]:
+        """For each batch, the number of examples in its accumulation group."""
+        steps, totals = self.accumulate_steps, []
+        for start in range(0, len(sizes), steps):
+            group = sizes[start:start + steps]
+            totals.extend([sum(group)] * len(group))
+        return totals
+
+    def _update(self, index: int, size: int) -> None:
+        """Update the parameters, or add this batch's share to the accumulated gradient."""
+        steps = self.accumulate_steps
+        if steps == 1:
+            self.optimizer.update()
+            return
+        share = size / self._group_sizes[index]
+        for name, p in self.model.named_params():
+            if p.grad is not None:
+                previous = self._accumulated.get(name)
+                part = p.grad.data * share
+                self._accumulated[name] = part if previous is None else previous + part
+        if (index + 1) % steps == 0 or index + 1 == len(self._group_sizes):
+            for name, p in self.model.named_params():
+                total = self._accumulated.get(name)
+                p.grad = None if total is None else Variable(total, requires_grad=False)
+            self.optimizer.update()
+            self._accumulated.clear()
 
     def evaluate(self) -> dict[str, float]:
         """Run the evaluator on the test split now and return its metrics
@@ -272,8 +375,13 @@ class Trainer:
         return trainer.load_checkpoint(path)
 
     # -- resources ---------------------------------------------------------------
-    def shutdown(self) -> None:
-        """Release what the Trainer holds (an open progress bar)."""
+    def shutdown(self, timeout: float = 30) -> None:
+        """Release what the Trainer holds: data-parallel workers (waiting up to
+        ``timeout`` seconds for running work, then forcing) and an open progress
+        bar. Safe to call twice; also run by ``with Trainer(...)``."""
+        self._parallel.stop(timeout)
+        if self._parallel.enabled:
+            self._closed = True
         if self._progress_bar is not None:
             self._progress_bar.abort()
             self._progress_bar = None
