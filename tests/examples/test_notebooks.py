@@ -54,3 +54,11 @@ def test_train_mnist_notebook_trains_and_plots():
     images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, "the Monitor.plot cell produced no image"
     assert "predicted:" in text and "true:" in text
+
+
+def test_data_parallel_notebook_matches_single_thread_with_notebook_defined_model():
+    # The model class lives in the notebook's __main__: worker processes must still get it.
+    text = outputs_text(execute("03_data_parallel.ipynb"))
+    assert "threads   vs single:" in text and "processes vs single:" in text
+    assert text.count("workers=2") == 2  # neither run fell back to a single worker
+    assert "auto would choose:" in text

@@ -12,7 +12,9 @@ numbers, so nothing large is pickled per step:
   reads.
 
 Only the shard of data and a few bytes of control travel through a pipe.
-Every worker and segment is released by ``shutdown()``, which also runs when
+Workers start with 'spawn' (a fresh interpreter), or with 'fork' when the
+model's classes were defined in a notebook, where a fresh interpreter could
+not import them. Every worker and segment is released by ``shutdown()``, which also runs when
 the executor is garbage-collected and at interpreter exit; a worker that dies
 is noticed within a second, and the step fails with an error instead of
 waiting for ever.
@@ -25,6 +27,7 @@ import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
 import time
 import traceback
 import weakref
@@ -188,7 +191,7 @@ class ProcessExecutor:
 
     kind = "process"
 
-    def __init__(self, model: Any, loss: Any, workers: int, start_method: str = "spawn",
+    def __init__(self, model: Any, loss: Any, workers: int, start_method: str = "auto",
                  reply_timeout: float | None = None) -> None:
         self.workers = workers
         self.reply_timeout = reply_timeout
@@ -221,6 +224,8 @@ class ProcessExecutor:
             self._segments.append(collective)
 
             payload = pickle.dumps((_without_grads(model), loss), protocol=pickle.HIGHEST_PROTOCOL)
+            if start_method == "auto":
+                start_method = choose_start_method(payload)
             context = mp.get_context(start_method)
             # One barrier for each possible number of shards in a step.
             self._barriers = [context.Barrier(k) for k in range(1, workers + 1)]
@@ -341,6 +346,24 @@ class ProcessExecutor:
 
 
 _BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def choose_start_method(payload: bytes) -> str:
+    """'spawn' (a fresh interpreter per worker: safe with threads around), unless
+    the pickled model refers to classes of an interactive ``__main__`` (a
+    notebook or the REPL) that a fresh interpreter cannot import: then 'fork',
+    which copies the running interpreter, classes included."""
+    main = sys.modules.get("__main__")
+    interactive = main is None or not getattr(main, "__file__", None)
+    if interactive and b"__main__" in payload:
+        if "fork" not in mp.get_all_start_methods():
+            raise RuntimeError("process executor: the model uses classes defined interactively (in a notebook "
+                               "or the REPL), which worker processes can only get by 'fork', and this system "
+                               "has no fork; move the classes into a module, or use backend='thread'")
+        logger.info("process executor: the model's classes live in an interactive __main__; starting "
+                    "workers with 'fork'")
+        return "fork"
+    return "spawn"
 
 
 def _without_grads(model: Any) -> Any:
