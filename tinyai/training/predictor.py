@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tinyai.autograd import Variable
-from tinyai.backend import get_array_module, get_default_dtype, to_cpu
+from tinyai.backend import get_array_module, get_default_dtype, is_array, to_cpu
 from tinyai.training.evaluator import evaluation
 
 
@@ -28,8 +28,8 @@ class Translator:
         """The array fed to the model for ``data``."""
         if isinstance(data, Variable):
             return data.data
-        if hasattr(data, "__cuda_array_interface__") or type(data).__module__.startswith("cupy"):
-            return data
+        if is_array(data) and get_array_module(data) is not np:
+            return data  # already on a device: Predictor.predict moves it only if the model lives elsewhere
         array = np.asarray(data)
         if array.dtype.kind == "f":
             # Float data in the model's precision; integer data (token ids) stays as it is.
