@@ -74,6 +74,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tinyai`` command line: ``tinyai demo`` and ``tinyai train [options]``."""
     parser = argparse.ArgumentParser(prog="tinyai", description="tinyai: deep learning from scratch on NumPy")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the autograd demo (Newton's method with second derivatives)")
@@ -109,5 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command named in ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
     return args.run(args)

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from tinyai.backend import get_array_module, get_default_dtype, is_array, to_cpu, to_gpu
 from tinyai.autograd.config import _grad_enabled
+
+if TYPE_CHECKING:  # only for the annotation: function.py imports this module
+    from tinyai.autograd.function import Function
 
 
 def _to_array(data: Any) -> Any:
@@ -87,7 +90,7 @@ class Variable:
         return self.data.size
 
     @property
-    def dtype(self):
+    def dtype(self) -> Any:
         return self.data.dtype
 
     def __len__(self) -> int:
@@ -115,7 +118,7 @@ class Variable:
         return to_cpu(self.data)
 
     # -- graph bookkeeping ------------------------------------------------------
-    def set_creator(self, function) -> None:
+    def set_creator(self, function: Function) -> None:
         """Record ``function`` as this value's producer, one generation after it."""
         self.creator = function
         self.generation = function.generation + 1

@@ -11,6 +11,7 @@ import contextlib
 from typing import Iterator
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 _default_dtype = np.dtype(np.float32)
 
@@ -20,7 +21,7 @@ def get_default_dtype() -> np.dtype:
     return _default_dtype
 
 
-def set_default_dtype(dtype) -> None:
+def set_default_dtype(dtype: DTypeLike) -> None:
     """Set the default float dtype; only floating types are accepted."""
     global _default_dtype
     dtype = np.dtype(dtype)
@@ -30,7 +31,7 @@ def set_default_dtype(dtype) -> None:
 
 
 @contextlib.contextmanager
-def default_dtype(dtype) -> Iterator[None]:
+def default_dtype(dtype: DTypeLike) -> Iterator[None]:
     """Use ``dtype`` as the default float dtype inside a ``with`` block."""
     previous = get_default_dtype()
     set_default_dtype(dtype)

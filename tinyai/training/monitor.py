@@ -151,7 +151,7 @@ class Monitor:
         self._epoch_start = None
 
     # -- pictures ----------------------------------------------------------------
-    def plot(self, path: str | os.PathLike | None = None, show: bool | None = None):
+    def plot(self, path: str | os.PathLike | None = None, show: bool | None = None) -> Any:
         """Draw the loss curves and, when recorded, the accuracy curves.
 
         Args:

@@ -48,6 +48,9 @@ class Setup:
 
 @dataclasses.dataclass
 class Recipe:
+    """A built-in example for ``tinyai train``: its name, a one-line description,
+    default settings, and ``build`` turning settings into model, data, optimizer and evaluator."""
+
     name: str
     description: str
     defaults: Settings

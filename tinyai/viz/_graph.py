@@ -47,6 +47,7 @@ class Graph:
 
 
 def check_variable(y: Any, where: str) -> Variable:
+    """``y`` itself when it is a Variable; otherwise a TypeError naming ``where``."""
     if not isinstance(y, Variable):
         raise TypeError(f"{where}: expected a Variable, got {type(y).__name__}")
     return y
