@@ -79,3 +79,11 @@ def test_console_script_entry_point_runs_as_a_module():
     result = subprocess.run([sys.executable, "-m", "tinyai", "train", "--help"], capture_output=True, text=True,
                             env=env, timeout=60)
     assert result.returncode == 0 and "--optimizer" in result.stdout
+
+
+def test_an_unknown_recipe_is_named_with_the_known_ones():
+    from tinyai.training.recipes import RECIPES, get_recipe
+
+    with pytest.raises(ValueError, match=r"get_recipe: unknown example 'mnist-rnn'; choose one of .*mnist-mlp"):
+        get_recipe("mnist-rnn")
+    assert get_recipe("spiral") is RECIPES["spiral"]

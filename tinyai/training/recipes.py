@@ -170,7 +170,7 @@ RECIPES: dict[str, Recipe] = {
 def get_recipe(name: str) -> Recipe:
     """The recipe called ``name``, or a ValueError listing the known ones."""
     if name not in RECIPES:
-        raise ValueError(f"unknown example {name!r}; choose one of {', '.join(RECIPES)}")
+        raise ValueError(f"get_recipe: unknown example {name!r}; choose one of {', '.join(RECIPES)}")
     return RECIPES[name]
 
 
