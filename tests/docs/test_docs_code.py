@@ -1,4 +1,4 @@
-"""Every ```python block in docs/*.md runs, so the documentation cannot drift from the code.
+"""Every ```python block in docs/*.md and README.md runs, so the documentation cannot drift from the code.
 
 Blocks of one page run in order in one namespace (a page is one lesson), in a
 temporary directory (pages may write files). A block may be left out only by
@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-PAGES = sorted(DOCS.glob("**/*.md"))
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = ROOT / "docs"
+PAGES = sorted(DOCS.glob("**/*.md")) + [ROOT / "README.md"]
+IDS = [str(p.relative_to(ROOT)) for p in PAGES]
 FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<info>[^\n`]*)\n(?P<body>.*?)^(?P=indent)```[ ]*$", re.M | re.S)
 NO_RUN = re.compile(r"#\s*no-run:\s*(?P<reason>\S.*)")
 KNOWN_LANGUAGES = {"python", "bash", "text", "console", "dot", "toml", "yaml", "java"}
@@ -36,7 +38,7 @@ def test_pages_found():
     assert (DOCS / "index.md") in PAGES and len(PAGES) >= 5
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_fences_are_plain(page):
     # An info string such as "python no-run" is not a fence MkDocs understands:
     # the block would render as text and silently stop being tested.
@@ -45,7 +47,7 @@ def test_fences_are_plain(page):
         assert info in KNOWN_LANGUAGES, f"{page.name}: unexpected code fence info string {info!r}"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+@pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_python_blocks_run(page, tmp_path, monkeypatch):
     from tinyai.backend import get_state, set_state
 
@@ -55,9 +57,9 @@ def test_python_blocks_run(page, tmp_path, monkeypatch):
     try:
         for line, code in python_blocks(page.read_text(encoding="utf-8")):
             try:
-                exec(compile(code, f"{page.relative_to(DOCS)}:{line}", "exec"), namespace)  # noqa: S102 - our docs
+                exec(compile(code, f"{page.relative_to(ROOT)}:{line}", "exec"), namespace)  # noqa: S102 - our docs
             except Exception as exc:
-                pytest.fail(f"{page.relative_to(DOCS)}, code block at line {line} failed: "
+                pytest.fail(f"{page.relative_to(ROOT)}, code block at line {line} failed: "
                             f"{type(exc).__name__}: {exc}")
     finally:
         set_state(rng_state)
