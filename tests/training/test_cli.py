@@ -1,11 +1,9 @@
 """The ``tinyai train`` command: help text, a short real run, checkpoints and resume."""
 import os
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tinyai.cli import build_parser, main
