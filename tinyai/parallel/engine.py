@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,16 +138,6 @@ class DataParallel:
             xp = get_array_module(results[0].prediction)
             prediction = xp.concatenate([r.prediction for r in results])
         return StepOutcome(loss, total, len(ok), len(failed), prediction)
-
-    def time_step(self, x: Any, y: Any, repeats: int = 3) -> float:
-        """Median seconds for computing the gradients of (x, y); parameters are left unchanged."""
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            self.compute_gradients(x, y)
-            times.append(time.perf_counter() - start)
-        self.model.clear_grads()
-        return sorted(times)[len(times) // 2]
 
     def shutdown(self, timeout: float = 30) -> None:
         """Release the executor's threads or processes. Safe to call twice."""

@@ -27,15 +27,28 @@ from tinyai.parallel.utils import deep_copy_model
 logger = logging.getLogger(__name__)
 
 
+_blas_controller: Any = None
+
+
 @contextlib.contextmanager
 def blas_threads(limit: int) -> Iterator[None]:
-    """Limit BLAS to ``limit`` threads inside the block, when threadpoolctl is installed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it, BLAS keeps its own setting
+    """Limit BLAS to ``limit`` threads inside the block, when threadpoolctl is installed.
+
+    The controller finds the loaded BLAS libraries once (that search takes
+    most of a millisecond); each step then only sets the thread count.
+    """
+    global _blas_controller
+    if _blas_controller is None:
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # optional: without it, BLAS keeps its own setting
+            _blas_controller = False
+        else:
+            _blas_controller = ThreadpoolController()
+    if _blas_controller is False:
         yield
         return
-    with threadpool_limits(limits=limit, user_api="blas"):
+    with _blas_controller.limit(limits=limit, user_api="blas"):
         yield
 
 
