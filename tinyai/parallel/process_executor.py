@@ -9,9 +9,11 @@ numbers, so nothing large is pickled per step:
   replica's parameters *are* views into it, so a worker sees the new values
   without copying;
 * one flat gradient buffer per worker, which the worker fills and the master
-  reads.
+  reads;
+* one input buffer per worker, into which the master copies the worker's
+  shard of the batch (grown when a larger shard comes along).
 
-Only the shard of data and a few bytes of control travel through a pipe.
+Only a few bytes of control travel through a pipe.
 Workers start with 'spawn' (a fresh interpreter), or with 'fork' when the
 model's classes were defined in a notebook, where a fresh interpreter could
 not import them. Every worker and segment is released by ``shutdown()``, which also runs when
@@ -120,11 +122,17 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
     for name, view in layout.views(params).items():
         named[name].data = view  # the replica reads the master's values in place
     grad_views = layout.views(grads)
+    inbox: shared_memory.SharedMemory | None = None
     while True:
         message = conn.recv()
         if message is None:
+            _close(inbox)
             return
-        x, y, total, (start, stop), shards, rng_state, buffers = message
+        where, total, (start, stop), shards, rng_state, buffers = message
+        if inbox is None or inbox.name != where.segment:
+            _close(inbox)
+            inbox = _attach(where.segment)
+        x, y = where.arrays(inbox)
         copy_buffers(_Buffers(buffers), model)
         rng = ShardRandom(rng_state, start, stop, total)
         group = ProcessCommunicator(slots, barriers[shards - 1], worker_id, shards)
@@ -144,6 +152,31 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
             text = "".join(traceback.format_exception(result.exception))
             conn.send(("error", result.batch_size, type(result.exception).__name__,
                        str(result.exception), text))
+
+
+def _close(segment: shared_memory.SharedMemory | None) -> None:
+    if segment is not None:
+        try:
+            segment.close()
+        except BufferError:  # an array still points into it; the process ends anyway
+            pass
+
+
+@dataclass(frozen=True)
+class ShardLocation:
+    """Where the master put a worker's shard: a segment, and the shapes and dtypes of x and y in it."""
+
+    segment: str
+    x_shape: tuple[int, ...]
+    x_dtype: str
+    y_shape: tuple[int, ...]
+    y_dtype: str
+    y_offset: int
+
+    def arrays(self, segment: shared_memory.SharedMemory) -> tuple[np.ndarray, np.ndarray]:
+        x = np.ndarray(self.x_shape, dtype=self.x_dtype, buffer=segment.buf)
+        y = np.ndarray(self.y_shape, dtype=self.y_dtype, buffer=segment.buf, offset=self.y_offset)
+        return x, y
 
 
 class _Buffers:
@@ -217,6 +250,7 @@ class ProcessExecutor:
                 self._segments.append(segment)
                 self._grad_segments.append(segment)
                 self.grads.append(np.ndarray((self.layout.size,), dtype=self.layout.dtype, buffer=segment.buf))
+            self._inboxes: list[shared_memory.SharedMemory | None] = [None] * workers
             self._param_views = self.layout.views(self.params)
             self._grad_views = [self.layout.views(g) for g in self.grads]
             self._write_parameters(model)
@@ -284,7 +318,8 @@ class ProcessExecutor:
         state = master_rng.bit_generator.state
         buffers = dict(master.named_buffers()) if hasattr(master, "named_buffers") else {}
         for k, (a, b) in enumerate(bounds):
-            self._connections[k].send((x[a:b], y[a:b], len(x), (a, b), len(bounds), state, buffers))
+            where = self._stage_shard(k, x[a:b], y[a:b])
+            self._connections[k].send((where, len(x), (a, b), len(bounds), state, buffers))
         replies = self._collect(len(bounds))
         results = []
         for k in range(len(bounds)):
@@ -301,6 +336,27 @@ class ProcessExecutor:
             master_rng.bit_generator.state = replies[0][3]
             copy_buffers(_Buffers(replies[0][4]), master)
         return results
+
+    def _stage_shard(self, k: int, x: Any, y: Any) -> ShardLocation:
+        """Copy worker k's shard into its input segment (a larger one if it does not fit)."""
+        x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+        y_offset = -(-x.nbytes // 64) * 64  # y starts on a 64-byte boundary
+        needed = max(1, y_offset + y.nbytes)
+        inbox = self._inboxes[k]
+        if inbox is None or inbox.size < needed:
+            grown = shared_memory.SharedMemory(create=True, size=max(needed, 2 * inbox.size if inbox else 0))
+            self._segments.append(grown)
+            if inbox is not None:  # the worker still maps it until its next message; the name can go now
+                self._segments.remove(inbox)
+                inbox.close()
+                inbox.unlink()
+            self._inboxes[k] = inbox = grown
+        where = ShardLocation(inbox.name, x.shape, x.dtype.str, y.shape, y.dtype.str, y_offset)
+        target_x, target_y = where.arrays(inbox)
+        target_x[...] = x
+        target_y[...] = y
+        del target_x, target_y  # no view may outlive the step, or the segment could not close
+        return where
 
     def _collect(self, count: int) -> dict[int, tuple]:
         """Wait for ``count`` replies; fail fast if a worker process dies."""
@@ -340,6 +396,7 @@ class ProcessExecutor:
         self.grads = []
         self._param_views = {}
         self._grad_views = []
+        self._inboxes = []
         _release(self._processes, self._connections, self._segments, timeout)
         atexit.unregister(self._finalizer)
         self._finalizer.detach()

@@ -47,8 +47,10 @@ def _with_context(error: Exception, context: str) -> Exception:
     """The same kind of error with ``context`` (epoch, batch) in front of its message."""
     if type(error) in (ValueError, TypeError):
         return type(error)(f"{context}: {error}")
-    error.add_note(context)
-    return error
+    if hasattr(error, "add_note"):  # Python 3.11+: keep the error's own type
+        error.add_note(context)
+        return error
+    return RuntimeError(f"{context}: {type(error).__name__}: {error}")
 
 
 class Trainer:
