@@ -4,11 +4,24 @@ A subclass writes two methods:
 
 * ``forward(*xs)`` computes on raw arrays (NumPy or CuPy) and returns an array
   or a tuple of arrays;
-* ``backward(*gys)`` receives the gradients of the outputs as Variables and
-  returns those of the inputs (a Variable, or None where an input gets no
-  gradient). Writing it with tinyai's own functions is what makes second
-  derivatives work: under ``backward(create_graph=True)`` these calls record a
-  graph of their own.
+* ``backward(*gys)`` receives the gradients of the outputs and returns those
+  of the inputs (or None where an input gets no gradient). Writing it with
+  tinyai's own functions is what makes second derivatives work: under
+  ``backward(create_graph=True)`` these calls record a graph of their own.
+
+One formula, two speeds. Most backward passes are never differentiated
+again: a training step only wants the numbers. Recording them anyway costs a
+Function call (a few microseconds) for every ``*`` in a backward, several
+times the arithmetic on a small array. So a backward written only with what
+raw arrays and Variables *both* understand (``+ - * / ** @``, unary ``-``,
+``.T``, ``.reshape``, ``.sum(axis=..., keepdims=...)``, and small helpers
+such as ``sum_to_either`` that return an array for an array and a Variable
+for a Variable) can run on either, and its class says so with
+``backward_on_arrays = True``. Then ``Variable.backward`` hands it raw arrays
+when nothing is recorded (``create_graph=False``), and Variables when the
+gradient must itself be differentiable. The backward fetches what it saved in
+the matching form with ``self.saved_inputs(gy)`` and ``self.saved_output(gy)``.
+Functions that leave the flag False always receive Variables.
 
 Calling the Function wraps the outputs in Variables and, when gradients are
 being recorded, links them to it. The outputs are held by weak reference: the
@@ -37,8 +50,27 @@ class Function:
     ...         return 2 * x * gy
     >>> y = Square()(Variable(np.array(3.0)))
     >>> y.backward()
+
+    The same operation, declared safe to differentiate on raw arrays (its
+    backward uses only ``*``, which arrays and Variables share):
+
+    >>> class FastSquare(Function):
+    ...     backward_on_arrays = True
+    ...     def forward(self, x):
+    ...         return x * x
+    ...     def backward(self, gy):
+    ...         x, = self.saved_inputs(gy)  # arrays or Variables, like gy
+    ...         return 2 * x * gy
+    >>> x = Variable(np.array(3.0))
+    >>> FastSquare()(x).backward()
+    >>> float(x.grad.data)
+    6.0
     """
 
+    #: True when ``backward`` works on raw arrays as well as on Variables (see
+    #: the module docstring); ``Variable.backward`` then passes arrays whenever
+    #: the backward pass is not recorded.
+    backward_on_arrays = False
     generation = 0
     inputs: tuple[Variable, ...] = ()
     outputs: tuple = ()
@@ -85,6 +117,18 @@ class Function:
 
     def backward(self, *gys: Variable) -> Any:
         raise TypeError(f"{type(self).__name__} is not differentiable: it defines no backward(*gys)")
+
+    def saved_inputs(self, gy: Any) -> tuple:
+        """The inputs in the form of ``gy``: the Variables when ``gy`` is a
+        Variable, their raw arrays when ``gy`` is a raw array."""
+        if isinstance(gy, Variable):
+            return self.inputs
+        return tuple([x.data for x in self.inputs])
+
+    def saved_output(self, gy: Any, index: int = 0) -> Any:
+        """Output ``index`` in the form of ``gy`` (a Variable, or its raw array)."""
+        y = self.outputs[index]()
+        return y if isinstance(gy, Variable) else y.data
 
     @property
     def needs_input_grad(self) -> tuple[bool, ...]:

@@ -179,6 +179,16 @@ class Variable:
         has passed its gradient on, which is what makes values used more than
         once (and diamond-shaped graphs) come out right. The walk uses a heap,
         not recursion, so a 10,000-step chain is fine.
+
+        One formula, two speeds. Each Function has one backward formula. When
+        ``create_graph`` is set, it runs on Variables and records a graph, so
+        the gradients can be differentiated again. Otherwise nobody will
+        differentiate them, and recording would only cost time: Functions
+        marked ``backward_on_arrays`` then get the output gradients as raw
+        arrays and return raw arrays (the same formula, computed by NumPy or
+        CuPy directly), gradients are added up as arrays, and each stored
+        ``grad`` is a fresh Variable around its array that needs no gradient.
+        Other Functions still receive Variables, evaluated with recording off.
         """
         xp = get_array_module(self.data)
         if grad is None:
@@ -207,11 +217,18 @@ class Variable:
             while heap:
                 function = heapq.heappop(heap)[2]
                 outputs = function.outputs
+                on_arrays = not create_graph and function.backward_on_arrays
                 if len(outputs) == 1:  # the common case, without a list
                     y = outputs[0]()
-                    gxs = function.backward(None if y is None else y.grad)
+                    gy = None if y is None else y.grad
+                    if on_arrays and gy is not None:
+                        gy = gy.data
+                    gxs = function.backward(gy)
                 else:
-                    gxs = function.backward(*[None if (y := ref()) is None else y.grad for ref in outputs])
+                    gys = [None if (y := ref()) is None else y.grad for ref in outputs]
+                    if on_arrays:
+                        gys = [None if gy is None else gy.data for gy in gys]
+                    gxs = function.backward(*gys)
                 inputs = function.inputs
                 if not isinstance(gxs, tuple):
                     gxs = (gxs,)
@@ -222,7 +239,12 @@ class Variable:
                 for x, gx in zip(inputs, gxs):
                     if gx is None or not x.requires_grad:
                         continue
-                    x.grad = gx if x.grad is None else x.grad + gx
+                    if create_graph:
+                        x.grad = gx if x.grad is None else x.grad + gx
+                    else:  # plain numbers: add arrays, no graph to record
+                        if isinstance(gx, Variable):
+                            gx = gx.data
+                        x.grad = Variable(gx if x.grad is None else x.grad.data + gx, requires_grad=False)
                     creator = x.creator
                     if creator is not None and id(creator) not in seen:
                         seen.add(id(creator))
