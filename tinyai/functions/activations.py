@@ -20,16 +20,20 @@ def _stable_sigmoid(x):
 
 
 class Sigmoid(Function):
+    backward_on_arrays = True
+
     def forward(self, x):
         return _stable_sigmoid(x)
 
     def backward(self, gy):
-        y = self.outputs[0]()
+        y = self.saved_output(gy)
         return gy * y * (1 - y)
 
 
 class ReLU(Function):
     """max(0, x). Its derivative at exactly 0 is taken as 0."""
+
+    backward_on_arrays = True
 
     def forward(self, x):
         return get_array_module(x).maximum(x, 0)

@@ -3,6 +3,9 @@
 When the two operands have different shapes, NumPy broadcasts the smaller
 one. Its gradient must then be summed back to its own shape (``sum_to``): a
 bias added to every row of a batch receives the sum of the rows' gradients.
+
+The backward formulas use only operators and ``sum_to_either``, so they run
+on raw arrays as well as on Variables (``backward_on_arrays``).
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any
 from tinyai.autograd import Function, Variable
 from tinyai.backend import is_array
 from tinyai.functions._operands import as_operand, describe_shapes, operand_pair
-from tinyai.functions.shape import sum_to
+from tinyai.functions.shape import sum_to, sum_to_either
 
 
 def _broadcast_error(name: str, x0, x1) -> ValueError:
@@ -19,6 +22,8 @@ def _broadcast_error(name: str, x0, x1) -> ValueError:
 
 
 class Add(Function):
+    backward_on_arrays = True
+
     def forward(self, x0, x1):
         try:
             return x0 + x1
@@ -26,11 +31,13 @@ class Add(Function):
             raise _broadcast_error("add", x0, x1) from None
 
     def backward(self, gy):
-        x0, x1 = self.inputs
-        return sum_to(gy, x0.shape), sum_to(gy, x1.shape)
+        x0, x1 = self.inputs  # only their shapes are needed
+        return sum_to_either(gy, x0.shape), sum_to_either(gy, x1.shape)
 
 
 class Sub(Function):
+    backward_on_arrays = True
+
     def forward(self, x0, x1):
         try:
             return x0 - x1
@@ -39,10 +46,13 @@ class Sub(Function):
 
     def backward(self, gy):
         x0, x1 = self.inputs
-        return sum_to(gy, x0.shape), sum_to(-gy, x1.shape)
+        gx1 = sum_to_either(-gy, x1.shape) if x1.requires_grad else None
+        return sum_to_either(gy, x0.shape), gx1
 
 
 class Mul(Function):
+    backward_on_arrays = True
+
     def forward(self, x0, x1):
         try:
             return x0 * x1
@@ -50,13 +60,16 @@ class Mul(Function):
             raise _broadcast_error("mul", x0, x1) from None
 
     def backward(self, gy):
-        x0, x1 = self.inputs
-        gx0 = sum_to(gy * x1, x0.shape) if x0.requires_grad else None
-        gx1 = sum_to(gy * x0, x1.shape) if x1.requires_grad else None
+        v0, v1 = self.inputs
+        x0, x1 = self.saved_inputs(gy)
+        gx0 = sum_to_either(gy * x1, x0.shape) if v0.requires_grad else None
+        gx1 = sum_to_either(gy * x0, x1.shape) if v1.requires_grad else None
         return gx0, gx1
 
 
 class Div(Function):
+    backward_on_arrays = True
+
     def forward(self, x0, x1):
         try:
             return x0 / x1
@@ -64,13 +77,16 @@ class Div(Function):
             raise _broadcast_error("div", x0, x1) from None
 
     def backward(self, gy):
-        x0, x1 = self.inputs
-        gx0 = sum_to(gy / x1, x0.shape) if x0.requires_grad else None
-        gx1 = sum_to(-gy * x0 / (x1 * x1), x1.shape) if x1.requires_grad else None
+        v0, v1 = self.inputs
+        x0, x1 = self.saved_inputs(gy)
+        gx0 = sum_to_either(gy / x1, x0.shape) if v0.requires_grad else None
+        gx1 = sum_to_either(-gy * x0 / (x1 * x1), x1.shape) if v1.requires_grad else None
         return gx0, gx1
 
 
 class Neg(Function):
+    backward_on_arrays = True
+
     def forward(self, x):
         return -x
 
@@ -81,6 +97,8 @@ class Neg(Function):
 class Pow(Function):
     """``x ** c`` for a constant exponent ``c``: d/dx = c * x ** (c - 1)."""
 
+    backward_on_arrays = True
+
     def __init__(self, c: float) -> None:
         self.c = c
 
@@ -88,7 +106,7 @@ class Pow(Function):
         return x ** self.c
 
     def backward(self, gy):
-        x, = self.inputs
+        x, = self.saved_inputs(gy)
         return gy * self.c * x ** (self.c - 1)
 
 

@@ -11,7 +11,7 @@ from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module
 from tinyai.functions.activations import sigmoid
 from tinyai.functions.reductions import mean
-from tinyai.functions.softmax import softmax
+from tinyai.functions.softmax import softmax_either
 
 
 def _check_labels(name: str, labels, n_rows: int, n_classes: int) -> None:
@@ -31,6 +31,8 @@ class SoftmaxCrossEntropy(Function):
     all leading axes are examples.
     """
 
+    backward_on_arrays = True
+
     def forward(self, x, t):
         xp = get_array_module(x)
         if x.ndim < 2:
@@ -48,12 +50,11 @@ class SoftmaxCrossEntropy(Function):
         return xp.asarray((log_z - picked).mean(), dtype=x.dtype)
 
     def backward(self, gy):
-        x, t = self.inputs
-        xp = get_array_module(x.data)
-        n_classes = x.shape[-1]
-        onehot = xp.eye(n_classes, dtype=x.dtype)[t.data]
-        count = t.size
-        return (softmax(x) - onehot) * (gy * (1.0 / count)), None
+        x, _ = self.saved_inputs(gy)
+        labels = self.inputs[1].data
+        xp = get_array_module(labels)
+        onehot = xp.eye(x.shape[-1], dtype=x.dtype)[labels]
+        return (softmax_either(x) - onehot) * (gy * (1.0 / labels.size)), None
 
 
 class SigmoidCrossEntropy(Function):

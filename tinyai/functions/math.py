@@ -15,11 +15,13 @@ from tinyai.functions.shape import sum_to
 
 
 class Exp(Function):
+    backward_on_arrays = True
+
     def forward(self, x):
         return get_array_module(x).exp(x)
 
     def backward(self, gy):
-        return gy * self.outputs[0]()  # d/dx e^x = e^x: reuse the output
+        return gy * self.saved_output(gy)  # d/dx e^x = e^x: reuse the output
 
 
 class Log(Function):
@@ -47,29 +49,42 @@ class Cos(Function):
 
 
 class Tanh(Function):
+    backward_on_arrays = True
+
     def forward(self, x):
         return get_array_module(x).tanh(x)
 
     def backward(self, gy):
-        return TanhGrad()(self.outputs[0](), gy)
+        y = self.saved_output(gy)
+        if isinstance(gy, Variable):
+            return TanhGrad()(y, gy)  # recorded: one operation instead of three
+        return TanhGrad.formula(y, gy)
 
 
 class TanhGrad(Function):
     """The backward of tanh as one operation: gx = gy (1 - y^2), from y = tanh(x).
 
     Written as ``gy * (1 - y * y)`` it would take three operations (and a
-    constant) on every backward pass; tanh is common enough in small models
-    to deserve one. Its own backward keeps higher derivatives working:
+    constant) on every recorded backward pass; tanh is common enough in small
+    models to deserve one. Its own backward keeps higher derivatives working:
     d gx / d y = -2 y gy and d gx / d gy = 1 - y^2.
     """
 
-    def forward(self, y, gy):
+    backward_on_arrays = True
+
+    @staticmethod
+    def formula(y, gy):
+        """gy (1 - y^2) on raw arrays: the forward here, and tanh's unrecorded backward."""
         return gy * (1 - y * y)
 
+    def forward(self, y, gy):
+        return self.formula(y, gy)
+
     def backward(self, ggx):
-        y, gy = self.inputs
-        grad_y = -2 * y * gy * ggx if y.requires_grad else None
-        grad_gy = ggx * (1 - y * y) if gy.requires_grad else None
+        y_var, gy_var = self.inputs
+        y, gy = self.saved_inputs(ggx)
+        grad_y = -2 * y * gy * ggx if y_var.requires_grad else None
+        grad_gy = ggx * (1 - y * y) if gy_var.requires_grad else None
         return grad_y, grad_gy
 
 

@@ -2,6 +2,8 @@
 
 For Y = X W the gradients are gX = gY W^T and gW = X^T gY: each input's
 gradient is the output gradient multiplied by the *other* input, transposed.
+Both backward formulas use only ``@``, ``.T``/``.transpose``, ``.reshape`` and
+``sum_to_either``, so they run on raw arrays as well as on Variables.
 """
 from __future__ import annotations
 
@@ -9,10 +11,19 @@ from typing import Any
 
 from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module
-from tinyai.functions.shape import reshape, sum_to, swapaxes
+from tinyai.functions.shape import reshape, sum_to_either
+
+
+def _matrix_transpose(a: Any) -> Any:
+    """Swap the last two axes (the matrix axes) of an array or a Variable."""
+    if a.ndim == 2:
+        return a.T
+    return a.transpose(tuple(range(a.ndim - 2)) + (a.ndim - 1, a.ndim - 2))
 
 
 class MatMul(Function):
+    backward_on_arrays = True
+
     def forward(self, a, b):
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned "
@@ -24,9 +35,12 @@ class MatMul(Function):
                              "cannot be broadcast together") from None
 
     def backward(self, gy):
-        a, b = self.inputs
-        ga = sum_to(matmul(gy, swapaxes(b, -1, -2)), a.shape) if a.requires_grad else None
-        gb = sum_to(matmul(swapaxes(a, -1, -2), gy), b.shape) if b.requires_grad else None
+        # Batch axes broadcast in the forward pass, so each gradient is summed
+        # back to its input's shape.
+        va, vb = self.inputs
+        a, b = self.saved_inputs(gy)
+        ga = sum_to_either(gy @ _matrix_transpose(b), a.shape) if va.requires_grad else None
+        gb = sum_to_either(_matrix_transpose(a) @ gy, b.shape) if vb.requires_grad else None
         return ga, gb
 
 
@@ -64,6 +78,8 @@ class Linear(Function):
     Shapes: x (..., in), W (in, out), b (out,) -> y (..., out).
     """
 
+    backward_on_arrays = True
+
     def forward(self, x, W, b=None):
         if W.ndim != 2 or x.ndim < 1 or x.shape[-1] != W.shape[0]:
             raise ValueError(f"linear: input has shape {tuple(x.shape)} ({x.shape[-1] if x.ndim else 0} features) "
@@ -76,17 +92,18 @@ class Linear(Function):
         return y
 
     def backward(self, gy):
-        x, W = self.inputs[0], self.inputs[1]
-        gx = matmul(gy, W.T) if x.requires_grad else None
+        inputs = self.inputs
+        x, W = self.saved_inputs(gy)[:2]
+        gx = gy @ W.T if inputs[0].requires_grad else None
         gW = None
-        if W.requires_grad:
+        if inputs[1].requires_grad:
             if x.ndim != 2:  # every leading axis is a batch axis: fold them into one
-                x = reshape(x, (-1, x.shape[-1]))
-                gy = reshape(gy, (-1, gy.shape[-1]))
-            gW = matmul(x.T, gy)
-        if len(self.inputs) == 2:
+                x = x.reshape((-1, x.shape[-1]))
+                gy = gy.reshape((-1, gy.shape[-1]))
+            gW = x.T @ gy
+        if len(inputs) == 2:
             return gx, gW
-        gb = sum_to(gy, self.inputs[2].shape) if self.inputs[2].requires_grad else None
+        gb = sum_to_either(gy, inputs[2].shape) if inputs[2].requires_grad else None
         return gx, gW, gb
 
 

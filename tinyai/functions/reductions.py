@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module
-from tinyai.functions.shape import broadcast_to, reshape
+from tinyai.functions.shape import broadcast_to_either, reshape
 
 Axis = int | Sequence[int] | None
 
@@ -30,12 +30,15 @@ def _keepdims_shape(in_shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[i
     return tuple(1 if i in axes else n for i, n in enumerate(in_shape))
 
 
-def _grad_to_input(gy: Variable, in_shape: tuple[int, ...], axes: tuple[int, ...]) -> Variable:
-    """Restore the reduced axes of ``gy`` and broadcast it over the input."""
-    return broadcast_to(reshape(gy, _keepdims_shape(in_shape, axes)), in_shape)
+def _grad_to_input(gy: Any, in_shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
+    """Restore the reduced axes of ``gy`` and broadcast it over the input
+    (an array for an array, a Variable for a Variable)."""
+    return broadcast_to_either(gy.reshape(_keepdims_shape(in_shape, axes)), in_shape)
 
 
 class Sum(Function):
+    backward_on_arrays = True
+
     def __init__(self, axis: Axis, keepdims: bool) -> None:
         self.axis, self.keepdims = axis, keepdims
 
@@ -48,6 +51,8 @@ class Sum(Function):
 
 
 class Mean(Function):
+    backward_on_arrays = True
+
     def __init__(self, axis: Axis, keepdims: bool) -> None:
         self.axis, self.keepdims = axis, keepdims
 

@@ -29,6 +29,8 @@ def sum_to_array(x: Any, shape: tuple[int, ...]) -> Any:
 
 
 class BroadcastTo(Function):
+    backward_on_arrays = True
+
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -40,10 +42,12 @@ class BroadcastTo(Function):
             raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {self.shape}") from None
 
     def backward(self, gy):
-        return sum_to(gy, self.inputs[0].shape)
+        return sum_to_either(gy, self.inputs[0].shape)
 
 
 class SumTo(Function):
+    backward_on_arrays = True
+
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -51,7 +55,29 @@ class SumTo(Function):
         return sum_to_array(x, self.shape)
 
     def backward(self, gy):
-        return broadcast_to(gy, self.inputs[0].shape)
+        return broadcast_to_either(gy, self.inputs[0].shape)
+
+
+# Backward passes run on raw arrays when they are not recorded (see
+# tinyai.autograd.function): these two give an array for an array and a
+# Variable (a recorded operation) for a Variable, so one formula serves both.
+def sum_to_either(x: Any, shape: tuple[int, ...]) -> Any:
+    """``sum_to`` for backward formulas: ``x`` summed down to ``shape``, an array
+    for an array and a Variable for a Variable (``x`` itself if already that shape)."""
+    if x.shape == shape:
+        return x
+    if isinstance(x, Variable):
+        return SumTo(shape)(x)
+    return sum_to_array(x, shape)
+
+
+def broadcast_to_either(x: Any, shape: tuple[int, ...]) -> Any:
+    """``broadcast_to`` for backward formulas: an array for an array, a Variable for a Variable."""
+    if x.shape == shape:
+        return x
+    if isinstance(x, Variable):
+        return BroadcastTo(shape)(x)
+    return get_array_module(x).broadcast_to(x, shape)
 
 
 def broadcast_to(x: Any, shape: Sequence[int]) -> Variable:
@@ -72,6 +98,8 @@ def sum_to(x: Any, shape: Sequence[int]) -> Variable:
 
 # -- reshape, transpose ---------------------------------------------------------------
 class Reshape(Function):
+    backward_on_arrays = True
+
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -82,7 +110,7 @@ class Reshape(Function):
             raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} into {self.shape}") from None
 
     def backward(self, gy):
-        return reshape(gy, self.inputs[0].shape)
+        return gy.reshape(self.inputs[0].shape)  # the method: arrays and Variables both have it
 
 
 def reshape(x: Any, *shape: Any) -> Variable:
@@ -99,6 +127,8 @@ def reshape(x: Any, *shape: Any) -> Variable:
 
 
 class Transpose(Function):
+    backward_on_arrays = True
+
     def __init__(self, axes: tuple[int, ...] | None) -> None:
         self.axes = axes
 
@@ -108,11 +138,12 @@ class Transpose(Function):
         return x.transpose(self.axes)
 
     def backward(self, gy):
+        # ``.transpose`` is a method of arrays and Variables alike.
         if self.axes is None:
-            return transpose(gy)
+            return gy.transpose()
         ndim = len(self.axes)
         inverse = tuple(sorted(range(ndim), key=lambda i: self.axes[i] % ndim))
-        return transpose(gy, inverse)
+        return gy.transpose(inverse)
 
 
 def transpose(x: Any, axes: Sequence[int] | None = None) -> Variable:

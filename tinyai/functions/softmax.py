@@ -14,20 +14,34 @@ from tinyai.functions.math import exp
 from tinyai.functions.reductions import sum as sum_
 
 
+def softmax_array(x: Any, axis: int = -1) -> Any:
+    """softmax of a raw array along ``axis`` (the shift by the maximum avoids overflow)."""
+    xp = get_array_module(x)
+    e = xp.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def softmax_either(x: Any, axis: int = -1) -> Any:
+    """softmax for backward formulas: an array for an array, a recorded Variable for a Variable."""
+    if isinstance(x, Variable):
+        return Softmax(axis)(x)
+    return softmax_array(x, axis)
+
+
 class Softmax(Function):
+    backward_on_arrays = True
+
     def __init__(self, axis: int) -> None:
         self.axis = axis
 
     def forward(self, x):
-        xp = get_array_module(x)
-        e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
-        return e / e.sum(axis=self.axis, keepdims=True)
+        return softmax_array(x, self.axis)
 
     def backward(self, gy):
         # Jacobian-vector product of softmax: y * (gy - sum(y * gy)).
-        y = self.outputs[0]()
+        y = self.saved_output(gy)
         gx = y * gy
-        return gx - y * sum_(gx, axis=self.axis, keepdims=True)
+        return gx - y * gx.sum(axis=self.axis, keepdims=True)
 
 
 class LogSoftmax(Function):
