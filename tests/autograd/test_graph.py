@@ -230,3 +230,96 @@ def test_third_derivative_of_sin():
         x.clear_grad()
         gx.backward(create_graph=True)
     assert x.grad.item() == pytest.approx(-np.cos(0.4), rel=1e-12)
+
+
+# -- one formula, two speeds -------------------------------------------------------------
+class _Cube(ta.Function):
+    """x^3, opted in: its backward uses only ``*``, which arrays and Variables share."""
+
+    backward_on_arrays = True
+    seen: list = []
+
+    def forward(self, x):
+        return x * x * x
+
+    def backward(self, gy):
+        type(self).seen.append(type(gy))
+        x, = self.saved_inputs(gy)
+        return 3 * x * x * gy
+
+
+class _CubeWithVariables(_Cube):
+    """The same formula, not opted in."""
+
+    backward_on_arrays = False
+    seen: list = []
+
+
+def test_opted_in_backward_gets_arrays_unless_the_graph_is_recorded():
+    _Cube.seen.clear()
+    x = ta.Variable(np.array(2.0))
+    _Cube()(x).backward()
+    assert _Cube.seen == [np.ndarray]
+    assert x.grad.item() == pytest.approx(12.0)
+    x.clear_grad()
+    _Cube()(x).backward(create_graph=True)
+    assert _Cube.seen == [np.ndarray, ta.Variable]
+    assert x.grad.creator is not None  # recorded, so it can be differentiated: d2/dx2 x^3 = 6x
+    gx = x.grad
+    x.clear_grad()
+    gx.backward()
+    assert x.grad.item() == pytest.approx(12.0)
+
+
+def test_backward_without_the_flag_still_gets_variables():
+    _CubeWithVariables.seen.clear()
+    x = ta.Variable(np.array(2.0))
+    _CubeWithVariables()(x).backward()
+    _CubeWithVariables()(x).backward(create_graph=True)
+    assert _CubeWithVariables.seen == [ta.Variable, ta.Variable]
+    assert x.grad.item() == pytest.approx(24.0)
+
+
+def test_unrecorded_gradients_are_plain_variables_and_retain_grad_keeps_them():
+    x = ta.Variable(np.array([0.5, -1.0], dtype=np.float32))
+    w = ta.Variable(np.array([2.0, 3.0], dtype=np.float32))
+    a = x * w
+    y = F.sum(F.tanh(a) + a)
+    y.backward(retain_grad=True)
+    for v in (x, w, a):
+        assert type(v.grad) is ta.Variable
+        assert v.grad.creator is None and not v.grad.requires_grad
+        assert v.grad.dtype == np.float32
+    expected_a = 1 - np.tanh(x.data * w.data) ** 2 + 1
+    np.testing.assert_allclose(a.grad.data, expected_a, rtol=1e-6)
+    np.testing.assert_allclose(x.grad.data, expected_a * w.data, rtol=1e-6)
+
+
+def test_both_paths_give_the_same_gradients(rng):
+    # Opted-in ops (linear, relu, mul, div, pow, exp, sum_to via broadcasting,
+    # softmax cross-entropy) mixed with ones that are not (sin, max, indexing):
+    # the array path and the recorded path must agree to rounding.
+    def loss(x, W, b, s):
+        h = F.relu(F.linear(x, W, b)) * s + F.sin(x[:, :3]) / (1.5 + F.exp(-x[:, 1:4] ** 2))
+        z = h - F.max(h, axis=1, keepdims=True) * 0.5
+        return F.softmax_cross_entropy(z @ np.eye(3), np.array([0, 2, 1, 1])) + F.mean(F.tanh(z) ** 2)
+
+    arrays = [rng.standard_normal((4, 5)), rng.standard_normal((5, 3)), rng.standard_normal(3),
+              rng.standard_normal((1, 3))]
+    grads = []
+    for create_graph in (False, True):
+        xs = [ta.Variable(a) for a in arrays]
+        loss(*xs).backward(create_graph=create_graph)
+        grads.append([x.grad.data for x in xs])
+    for fast, recorded in zip(*grads):
+        np.testing.assert_allclose(fast, recorded, rtol=1e-12, atol=1e-15)
+
+
+def test_gradients_from_two_paths_accumulate_as_arrays():
+    # The same leaf receives gradients from an opted-in op (mul) and from one
+    # that is not (sin); they are added without recording anything.
+    x = ta.Variable(np.array(0.3))
+    y = x * x + F.sin(x)
+    y.backward()
+    assert x.grad.creator is None
+    assert x.grad.item() == pytest.approx(2 * 0.3 + np.cos(0.3), rel=1e-12)

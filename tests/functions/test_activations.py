@@ -64,6 +64,13 @@ def test_relu_and_leaky_relu_derivative_at_zero_is_the_left_one(xp, to_xp):
     np.testing.assert_allclose(host(x.grad), [0.2, 0.2, 2.0])
 
 
+def test_relu_second_derivative_away_from_zero(xp, to_xp, rng):
+    # relu(x) * x is x^2 for x > 0 and 0 below: its second derivative 2 [x > 0]
+    # goes through relu's backward on Variables (inner) and on arrays (outer).
+    x = tst.nudge_away(rng.standard_normal((3, 4)), [0.0], 0.1)
+    gradgradcheck(lambda v: F.relu(v) * v, to_xp(x))
+
+
 def test_sigmoid_and_softplus_do_not_overflow(xp, to_xp):
     x = np.array([-1e4, -800.0, 0.0, 800.0, 1e4])
     with np.errstate(over="raise", invalid="raise"):

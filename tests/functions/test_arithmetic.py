@@ -53,6 +53,15 @@ def test_neg(xp, to_xp, x):
     gradcheck(F.neg, to_xp(x))
 
 
+def test_add_sub_neg_second_derivatives(xp, to_xp, rng):
+    # add, sub and neg alone have constant first derivatives; composed with a
+    # product their backward formulas enter the second derivative, and with a
+    # broadcast operand so does sum_to.
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal(4)
+    gradgradcheck(lambda u, v: (u + v) * (u - v), to_xp(a), to_xp(b))
+    gradgradcheck(lambda u, v: -(u * v) + u, to_xp(a), to_xp(b))
+
+
 def test_broadcast_gradient_is_summed_back_to_the_bias_shape(xp, to_xp, rng):
     # A bias of shape (3,) added to 4 rows gets the column sums of gy.
     x = var(to_xp, rng.standard_normal((4, 3)))

@@ -50,6 +50,17 @@ def test_softmax_cross_entropy_second_derivative(xp, to_xp, rng):
     gradgradcheck(F.softmax_cross_entropy, to_xp(rng.standard_normal((3, 4))), to_xp(np.array([0, 3, 1])))
 
 
+def test_softmax_cross_entropy_over_sequences(xp, to_xp, rng):
+    # (N, T, C) logits with (N, T) labels: every (n, t) is an example.
+    x, t = rng.standard_normal((2, 3, 4)), np.array([[0, 3, 1], [2, 2, 0]])
+    flat = x.reshape(6, 4)
+    expected = np.mean(np.log(np.exp(flat).sum(axis=1)) - flat[np.arange(6), t.reshape(6)])
+    assert float(host(F.softmax_cross_entropy(ta.Variable(to_xp(x)), to_xp(t)))) == pytest.approx(expected,
+                                                                                                 rel=1e-12)
+    gradcheck(F.softmax_cross_entropy, to_xp(x), to_xp(t))
+    gradgradcheck(F.softmax_cross_entropy, to_xp(x), to_xp(t))
+
+
 def test_softmax_cross_entropy_huge_logits(xp, to_xp):
     x = np.array([[1e4, -1e4], [1e4, -1e4], [-1e4, -1e4]])
     with np.errstate(over="raise", invalid="raise", under="ignore"):

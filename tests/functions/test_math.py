@@ -43,6 +43,19 @@ def test_forward_first_and_second_derivatives(xp, to_xp, name, f, reference, inp
     check()
 
 
+def test_third_derivative_of_tanh(xp, to_xp):
+    # d/dx tanh = 1 - t^2, d2 = -2t(1 - t^2), d3 = -2(1 - t^2)(1 - 3t^2), t = tanh(x):
+    # the third pass differentiates TanhGrad's own backward.
+    x = ta.Variable(to_xp(np.array([-0.8, 0.1, 1.3])))
+    F.tanh(x).backward(to_xp(np.ones(3)), create_graph=True)
+    for _ in range(2):
+        gx = x.grad
+        x.clear_grad()
+        gx.backward(to_xp(np.ones(3)), create_graph=True)
+    t = np.tanh([-0.8, 0.1, 1.3])
+    np.testing.assert_allclose(host(x.grad), -2 * (1 - t * t) * (1 - 3 * t * t), rtol=1e-12)
+
+
 @pytest.mark.parametrize("f, derivative", [
     (F.exp, lambda x: np.exp(x)),
     (F.log, lambda x: 1 / x),

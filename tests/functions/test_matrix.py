@@ -47,6 +47,16 @@ def test_matmul_second_derivative(xp, to_xp, rng):
     gradgradcheck(F.matmul, to_xp(rng.standard_normal((2, 3))), to_xp(rng.standard_normal((3, 2))))
 
 
+def test_batched_matmul_gradients_are_summed_over_the_broadcast_batch(xp, to_xp, rng):
+    # A (2, 3, 4) @ B (4, 2): B is shared by both batch entries, so gB = sum_n A_n^T gY_n.
+    a, b, gy = rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 2)), rng.standard_normal((2, 3, 2))
+    va, vb = ta.Variable(to_xp(a)), ta.Variable(to_xp(b))
+    (va @ vb).backward(to_xp(gy))
+    np.testing.assert_allclose(host(va.grad), gy @ b.T, rtol=1e-12)
+    np.testing.assert_allclose(host(vb.grad), np.einsum("nij,nik->jk", a, gy), rtol=1e-12)
+    gradgradcheck(F.matmul, to_xp(a), to_xp(b))
+
+
 def test_matmul_not_aligned(xp, to_xp):
     with pytest.raises(ValueError, match=r"^matmul: shapes \(3, 4\) and \(5, 2\) are not aligned \(4 != 5\)$"):
         F.matmul(ta.Variable(to_xp(np.ones((3, 4)))), ta.Variable(to_xp(np.ones((5, 2)))))
@@ -77,6 +87,16 @@ def test_linear_matches_x_w_plus_b(xp, to_xp, batch, n_in, n_out, bias, data):
 def test_linear_second_derivative(xp, to_xp, rng):
     gradgradcheck(F.linear, *to_xp([rng.standard_normal((3, 2)), rng.standard_normal((2, 4)),
                                     rng.standard_normal(4)]))
+
+
+@pytest.mark.parametrize("x_shape", [(2, 3, 2), (2,)], ids=["sequence", "single"])
+def test_linear_on_sequences_and_single_vectors(xp, to_xp, rng, x_shape):
+    # Leading axes of x are folded into one batch axis for gW; a 1-D x is one example.
+    x, W, b = rng.standard_normal(x_shape), rng.standard_normal((2, 4)), rng.standard_normal(4)
+    np.testing.assert_allclose(host(F.linear(*[ta.Variable(to_xp(a)) for a in (x, W, b)])), x @ W + b,
+                               rtol=1e-12)
+    gradcheck(F.linear, *to_xp([x, W, b]))
+    gradgradcheck(F.linear, *to_xp([x, W, b]))
 
 
 def test_linear_errors(xp, to_xp):

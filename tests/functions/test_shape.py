@@ -70,6 +70,19 @@ def test_swapaxes(xp, to_xp, rng):
     gradcheck(lambda v: F.swapaxes(v, -1, 0), to_xp(a))
 
 
+@pytest.mark.parametrize("f", [
+    lambda v: F.reshape(v * v, (4, 3)),
+    lambda v: F.transpose(v * v),
+    lambda v: F.transpose(v * v, (1, 0, 2)),
+    lambda v: F.sum_to(v * v, (3, 1)),
+    lambda v: F.broadcast_to(v * v, (2, 2, 3, 2)),
+], ids=["reshape", "transpose", "transpose_axes", "sum_to", "broadcast_to"])
+def test_second_derivatives_of_shape_operations(xp, to_xp, rng, f):
+    # A shape operation alone has a constant first derivative; after a square
+    # its backward formula enters the second derivative.
+    gradgradcheck(f, to_xp(rng.standard_normal((2, 3, 2))))
+
+
 @given(shapes=tst.broadcastable_shapes(), data=st.data())
 def test_broadcast_to_and_sum_to_are_adjoint(xp, to_xp, shapes, data):
     small = shapes[0]
