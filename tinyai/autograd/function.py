@@ -77,8 +77,9 @@ class Function:
 
     def __call__(self, *inputs: Any) -> Any:
         # This runs for every operation, forward and backward, so it is written
-        # for speed: plain loops instead of generator expressions, and the
-        # graph decision taken once, before any output exists.
+        # for speed: plain loops instead of generator expressions, one pass
+        # over the inputs for the graph decision and the generation, and a
+        # short path for the usual single output.
         for x in inputs:
             if not isinstance(x, Variable):
                 inputs = tuple(as_variable(x) for x in inputs)
@@ -86,31 +87,32 @@ class Function:
         ys = self.forward(*[x.data for x in inputs])
 
         record = False
+        generation = 0
         if _grad_enabled.get():
             for x in inputs:
                 if x.requires_grad:
                     record = True
-                    break
+                if x.generation > generation:
+                    generation = x.generation
         if not record:
             if isinstance(ys, tuple):
-                return tuple(Variable(y, requires_grad=False) for y in ys)
+                return tuple([Variable(y, requires_grad=False) for y in ys])
             return Variable(ys, requires_grad=False)
 
-        generation = 0
-        for x in inputs:
-            if x.generation > generation:
-                generation = x.generation
         self.generation = generation
         self.inputs = inputs
-        if isinstance(ys, tuple):
-            outputs = tuple(Variable(y) for y in ys)
-        else:
-            outputs = (Variable(ys),)
+        if not isinstance(ys, tuple):
+            y = Variable(ys)
+            y.creator = self
+            y.generation = generation + 1
+            self.outputs = (weakref.ref(y),)
+            return y
+        outputs = tuple([Variable(y) for y in ys])
         for y in outputs:
             y.creator = self
             y.generation = generation + 1
         self.outputs = tuple([weakref.ref(y) for y in outputs])
-        return outputs if isinstance(ys, tuple) else outputs[0]
+        return outputs
 
     def forward(self, *xs: Any) -> Any:
         raise TypeError(f"{type(self).__name__} must define forward(*xs)")
