@@ -32,7 +32,7 @@ collector.
 from __future__ import annotations
 
 import weakref
-from typing import Any
+from typing import Any, Sequence
 
 from tinyai.autograd.config import _grad_enabled
 from tinyai.autograd.variable import Variable, as_variable
@@ -120,12 +120,12 @@ class Function:
     def backward(self, *gys: Variable) -> Any:
         raise TypeError(f"{type(self).__name__} is not differentiable: it defines no backward(*gys)")
 
-    def saved_inputs(self, gy: Any) -> tuple:
+    def saved_inputs(self, gy: Any) -> Sequence[Any]:
         """The inputs in the form of ``gy``: the Variables when ``gy`` is a
         Variable, their raw arrays when ``gy`` is a raw array."""
         if isinstance(gy, Variable):
             return self.inputs
-        return tuple([x.data for x in self.inputs])
+        return [x.data for x in self.inputs]  # a list: unpacked at once, tuple() would only cost time
 
     def saved_output(self, gy: Any, index: int = 0) -> Any:
         """Output ``index`` in the form of ``gy`` (a Variable, or its raw array)."""

@@ -212,10 +212,11 @@ class Variable:
         order = itertools.count()
         heap: list = [(-self.creator.generation, next(order), self.creator)]
         seen: set[int] = {id(self.creator)}
+        pop, push = heapq.heappop, heapq.heappush  # looked up once, not once per Function
         token = _grad_enabled.set(create_graph)
         try:
             while heap:
-                function = heapq.heappop(heap)[2]
+                function = pop(heap)[2]
                 outputs = function.outputs
                 on_arrays = not create_graph and function.backward_on_arrays
                 if len(outputs) == 1:  # the common case, without a list
@@ -248,7 +249,7 @@ class Variable:
                     creator = x.creator
                     if creator is not None and id(creator) not in seen:
                         seen.add(id(creator))
-                        heapq.heappush(heap, (-creator.generation, next(order), creator))
+                        push(heap, (-creator.generation, next(order), creator))
                 if not retain_grad:
                     for ref in outputs:
                         y = ref()
