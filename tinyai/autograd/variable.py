@@ -187,8 +187,9 @@ class Variable:
         marked ``backward_on_arrays`` then get the output gradients as raw
         arrays and return raw arrays (the same formula, computed by NumPy or
         CuPy directly), gradients are added up as arrays, and each stored
-        ``grad`` is a fresh Variable around its array that needs no gradient.
-        Other Functions still receive Variables, evaluated with recording off.
+        ``grad`` is a Variable around its array that needs no gradient (a
+        gradient passed on unchanged keeps the Variable it came in). Other
+        Functions still receive Variables, evaluated with recording off.
         """
         xp = get_array_module(self.data)
         if grad is None:
@@ -221,7 +222,7 @@ class Variable:
                 on_arrays = not create_graph and function.backward_on_arrays
                 if len(outputs) == 1:  # the common case, without a list
                     y = outputs[0]()
-                    gy = None if y is None else y.grad
+                    gy_variable = gy = None if y is None else y.grad
                     if on_arrays and gy is not None:
                         gy = gy.data
                     gxs = function.backward(gy)
@@ -230,6 +231,7 @@ class Variable:
                     if on_arrays:
                         gys = [None if gy is None else gy.data for gy in gys]
                     gxs = function.backward(*gys)
+                    gy_variable = gy = None
                 inputs = function.inputs
                 if not isinstance(gxs, tuple):
                     gxs = (gxs,)
@@ -242,6 +244,10 @@ class Variable:
                         continue
                     if create_graph:
                         x.grad = gx if x.grad is None else x.grad + gx
+                    elif gx is gy and x.grad is None:
+                        # Passed on unchanged (add, a reshape to the same shape):
+                        # share the output's gradient Variable instead of a new one.
+                        x.grad = gy_variable
                     else:  # plain numbers: add arrays, no graph to record
                         if isinstance(gx, Variable):
                             gx = gx.data
