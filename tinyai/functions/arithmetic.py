@@ -100,9 +100,7 @@ class Pow(Function):
     backward_on_arrays = True
 
     def __init__(self, c: float) -> None:
-        # A NumPy scalar exponent (np.float64(2.0)) becomes a Python number, so
-        # that it does not promote float32 data to float64 (NumPy 2's rules).
-        self.c = c.item() if not isinstance(c, (int, float)) and hasattr(c, "item") else c
+        self.c = c
 
     def forward(self, x):
         return x ** self.c
