@@ -18,7 +18,7 @@ from tinyai.parallel.utils import is_model_parallelizable
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "thread", "process")
+BACKENDS = ("auto", "thread", "process", "mpi")
 
 
 def check_thread_count(thread_count: Any, where: str) -> int:
@@ -36,7 +36,9 @@ class ParallelTraining:
         thread_count: workers per step; 0 chooses one per core, at most the
             number of batches.
         backend: "thread", "process", or "auto" (time a few steps of each,
-            single-thread included, and keep the fastest).
+            single-thread included, and keep the fastest); or "mpi": the
+            ranks of an MPI job (``mpiexec -n K python train.py``) are the
+            workers, ``thread_count`` is ignored, and "auto" never picks it.
         on_error: "raise" or "skip" for a shard that fails (see DataParallel).
     """
 
@@ -48,6 +50,8 @@ class ParallelTraining:
         self.engine: DataParallel | None = None
         self.workers = 0
         self.chosen_backend: str | None = None
+        #: False on the MPI ranks other than 0, which neither print nor write checkpoints.
+        self.is_root = True
         self.configure(enable, thread_count, backend)
 
     def configure(self, enable: bool, thread_count: int = 0, backend: str = "auto") -> None:
@@ -57,6 +61,7 @@ class ParallelTraining:
             raise ValueError(f"configure_parallel_training: backend must be one of {BACKENDS}, got {backend!r}")
         self.stop()
         self.enabled = bool(enable)
+        self.is_root = True
         self.thread_count = thread_count
         self.backend = backend
 
@@ -69,6 +74,9 @@ class ParallelTraining:
         """Check the model and start the workers (or decide that single-thread is better)."""
         self.stop()
         if not self.enabled:
+            return
+        if self.backend == "mpi":
+            self._start_mpi(model, loss)
             return
         batches = train_set.get_batches()
         if not batches:
@@ -96,6 +104,25 @@ class ParallelTraining:
         self.engine = DataParallel(model, loss, workers, backend=backend, on_error=self.on_error)
         self.workers = workers
         self.chosen_backend = backend
+
+    def _start_mpi(self, model: Any, loss: Any) -> None:
+        """Join the MPI job this script was launched in; its ranks split every batch."""
+        from tinyai.parallel.mpi import MpiDataParallel
+
+        engine = MpiDataParallel(model, loss, on_error=self.on_error)
+        self.is_root = engine.is_root
+        if engine.size < 2:
+            logger.warning("data parallel: the MPI job has a single rank (launch with mpiexec -n K); "
+                           "training single-threaded")
+            engine.shutdown()
+            self.enabled = False
+            return
+        if self.thread_count not in (0, engine.size):
+            logger.warning("data parallel: thread_count %d is ignored by the mpi backend; the %d ranks of "
+                           "the MPI job are the workers", self.thread_count, engine.size)
+        self.engine = engine
+        self.workers = engine.size
+        self.chosen_backend = "mpi"
 
     def _worker_count(self, batch_count: int) -> int:
         if self.thread_count == 0:

@@ -79,7 +79,10 @@ class Trainer:
         checkpoint_path: if given, a checkpoint is written there after each epoch.
         stream: where the progress display writes (stdout by default).
         parallel_backend: "auto" (time single-thread, threads and processes
-            on the first batch and keep the fastest), "thread" or "process".
+            on the first batch and keep the fastest), "thread", "process", or
+            "mpi" (the script runs in every rank of ``mpiexec -n K``; each
+            batch is split over the K ranks, only rank 0 shows progress and
+            writes checkpoints, every rank evaluates its identical model).
         on_error: in data-parallel training, what a shard that raises does:
             "raise" (stop, after releasing the workers, with an error naming
             epoch, batch and worker) or "skip" (average the other shards;
@@ -203,7 +206,7 @@ class Trainer:
             while self.epoch < self.max_epoch:
                 self._train_epoch(self.epoch, shuffle)
                 self.epoch += 1
-                if self.checkpoint_path is not None:
+                if self.checkpoint_path is not None and self._parallel.is_root:
                     self.save_checkpoint(self.checkpoint_path)
         except BaseException:
             # A failed shard, a dead worker, Ctrl-C: release every worker before the error travels on.
@@ -225,7 +228,7 @@ class Trainer:
         self._group_sizes = self._accumulation_groups([batch.size for batch in batches])
         self._accumulated.clear()
         self._skipped_shards = 0
-        display = EpochProgress(self.progress, epoch + 1, self.max_epoch, len(batches), self.stream)
+        display = EpochProgress(self.progress if self._parallel.is_root else "off", epoch + 1, self.max_epoch, len(batches), self.stream)
         self._progress_bar = display
         score = self.evaluator.batch_score if self.evaluator is not None else None
         metric_name = self.evaluator.train_metric if self.evaluator is not None else None
