@@ -74,12 +74,13 @@ class ExplodingClassLoss(ClassLoss):
 
 
 def mlp_setup():
-    """(model, loss, batches): float64, 10-example batches (uneven shards on 3 ranks)."""
+    """(model, loss, batches): float64, 10-example batches (uneven shards on 3 ranks), then a
+    2-example batch (fewer examples than 3 ranks: every rank computes it whole)."""
     with default_dtype(np.float64):
         ta.seed(7)
         model = TwoLayerNet()
     rng = np.random.default_rng(1)
-    batches = [(rng.standard_normal((10, 6)), rng.standard_normal((10, 3))) for _ in range(STEPS)]
+    batches = [(rng.standard_normal((n, 6)), rng.standard_normal((n, 3))) for n in [10] * STEPS + [2]]
     return model, MeanSquared(), batches
 
 
@@ -200,6 +201,13 @@ def main(scenario, out):
             result["error"] = np.array(str(error))
             result["worker_id"] = np.array(error.worker_id)
         engine.shutdown()
+        # on_error="skip": the step goes on with rank 0's shard alone.
+        engine = MpiDataParallel(model, ExplodingLoss(), on_error="skip")
+        outcome = engine.compute_gradients(x, y)
+        engine.shutdown()
+        result["skip.counts"] = np.array([outcome.ok_shards, outcome.failed_shards, outcome.batch_size])
+        result["skip.loss"] = np.array(outcome.loss)
+        result.update({f"skip.grad:{name}": p.grad.data for name, p in model.named_params()})
     elif scenario in ("fail-bn", "fail-early"):
         model, _, batches = cnn_setup(FailBeforeNorm)
         x, labels = batches[0]

@@ -170,6 +170,16 @@ def test_failing_shard_raises_the_same_error_on_every_rank(tmp_path):
         assert int(result["worker_id"]) == 1
         assert str(result["error"]) == ("mpi data parallel: rank 1 failed on its shard of 5 examples: "
                                         "ValueError: exploding loss: negative first target")
+    # With on_error="skip" the gradient is rank 0's shard's mean gradient (rows 0..4), not half of it.
+    model, loss, batches = script.mlp_setup()
+    x, y = batches[0][0][:5], np.abs(batches[0][1][:5])
+    value = loss.loss(ta.Variable(y), model(ta.Variable(x)))
+    value.backward()
+    for result in _rank_files(tmp_path, "fail", 2):
+        assert result["skip.counts"].tolist() == [1, 1, 5]
+        np.testing.assert_allclose(float(result["skip.loss"]), float(value.item()), rtol=1e-12)
+        for name, p in model.named_params():
+            np.testing.assert_allclose(result[f"skip.grad:{name}"], p.grad.data, rtol=1e-12, err_msg=name)
 
 
 @needs_mpi

@@ -339,10 +339,4 @@ class MpiDataParallel:
             self.communicator.comm.Free()
 
 
-def mpi_world() -> tuple[int, int]:
-    """(rank, size) of this process in ``MPI.COMM_WORLD``; (0, 1) for a script not started by mpiexec."""
-    MPI = load_mpi()
-    return MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
-
-
-__all__ = ["MpiCommunicator", "MpiDataParallel", "load_mpi", "mpi_world"]
+__all__ = ["MpiCommunicator", "MpiDataParallel", "load_mpi"]
