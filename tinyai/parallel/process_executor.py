@@ -319,7 +319,10 @@ class ProcessExecutor:
         buffers = dict(master.named_buffers()) if hasattr(master, "named_buffers") else {}
         for k, (a, b) in enumerate(bounds):
             where = self._stage_shard(k, x[a:b], y[a:b])
-            self._connections[k].send((where, len(x), (a, b), len(bounds), state, buffers))
+            try:
+                self._connections[k].send((where, len(x), (a, b), len(bounds), state, buffers))
+            except OSError:  # a broken pipe: the worker is gone
+                raise WorkerFailedError(self._death_message(k)) from None
         replies = self._collect(len(bounds))
         results = []
         for k in range(len(bounds)):
