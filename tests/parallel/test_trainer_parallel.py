@@ -193,6 +193,8 @@ def test_killed_worker_process_fails_the_epoch_quickly():
     trainer.init(ArrayDataset(x, y, batch_size=10), model, MeanSquared(), optim.SGD(model, lr=0.1))
     victim = trainer._parallel.engine.executor.pids[0]
     os.kill(victim, signal.SIGKILL)
+    trainer._parallel.engine.executor._processes[0].join(5)  # the death is visible before train() starts
+    assert not trainer.is_parallel_training_enabled()  # its workers are no longer all alive
     with pytest.raises(RuntimeError, match=r"worker 0 \(pid \d+\) died"):
         trainer.train()
     assert not trainer.is_parallel_training_enabled()

@@ -70,6 +70,13 @@ class ParallelTraining:
         """True while an engine with live workers is running."""
         return self.engine is not None and self.engine.alive
 
+    @property
+    def running(self) -> bool:
+        """True while an engine is started: training goes through it (a dead
+        worker then makes the step fail loudly instead of training on silently
+        in one thread)."""
+        return self.engine is not None
+
     def start(self, model: Any, loss: Any, train_set: Any) -> None:
         """Check the model and start the workers (or decide that single-thread is better)."""
         self.stop()

@@ -254,7 +254,7 @@ class Trainer:
             self._progress_bar = None
             raise
         monitor.collect("loss", loss_sum / loss_count if loss_count else math.nan)
-        if self._parallel.active:
+        if self._parallel.running:
             monitor.collect("skipped_shards", self._skipped_shards)
         if metric_name is not None and metric_count:
             monitor.collect(metric_name, metric_sum / metric_count)
@@ -271,7 +271,7 @@ class Trainer:
         """One forward/backward/update on ``batch``; (loss value, prediction, target),
         or (None, None, None) when a non-finite loss was skipped."""
         where = f"Trainer: epoch {epoch + 1}/{self.max_epoch}, batch {index + 1}/{count}"
-        if self._parallel.active:
+        if self._parallel.running:
             value, prediction, target = self._parallel_gradients(where, batch)
         else:
             value, prediction, target = self._gradients(where, batch)
