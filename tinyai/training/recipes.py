@@ -158,7 +158,7 @@ RECIPES: dict[str, Recipe] = {
         Recipe("mnist-mlp", "784-128-64-10 ReLU MLP on MNIST (8,000 train / 2,000 test images)",
                Settings(epochs=10, batch_size=64, lr=0.1, optimizer="sgd"), build_mnist_mlp),
         Recipe("mnist-cnn", "SimpleConvNet on MNIST (8,000 train / 2,000 test images)",
-               Settings(epochs=3, batch_size=64, lr=0.001, optimizer="adam"), build_mnist_cnn),
+               Settings(epochs=4, batch_size=64, lr=0.001, optimizer="adam"), build_mnist_cnn),
         Recipe("spiral", "3-class spiral (300 points), 2-30-3 sigmoid MLP",
                Settings(epochs=300, batch_size=30, lr=1.0, optimizer="sgd"), build_spiral),
         Recipe("sin-lstm", "next value of a sine wave, LSTM(32) + linear read-out",
