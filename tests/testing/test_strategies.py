@@ -19,7 +19,8 @@ def test_float_arrays_keep_dtype_and_fixed_shape(x):
 @given(tst.broadcastable_shapes())
 def test_broadcastable_shapes_broadcast(pair):
     a, b = pair
-    np.broadcast_shapes(a, b)  # raises if they do not
+    result = np.broadcast_shapes(a, b)  # raises if they do not broadcast
+    assert len(result) == max(len(a), len(b))
 
 
 @given(tst.nonzero_arrays(margin=0.2))

@@ -108,8 +108,9 @@ class EpochProgress:
         elif self.mode == "line":
             elapsed = time.perf_counter() - self.start
             width = len(str(self.max_epoch))
-            print(f"epoch {self.epoch:>{width}}/{self.max_epoch}: {shown}, {elapsed:.1f}s, {rate}",
-                  file=self.stream, flush=True)
+            # The progress display is the one part of the library that writes to the terminal.
+            self.stream.write(f"epoch {self.epoch:>{width}}/{self.max_epoch}: {shown}, {elapsed:.1f}s, {rate}\n")
+            self.stream.flush()
 
     def abort(self) -> None:
         """Close the bar after an error, without a summary."""
