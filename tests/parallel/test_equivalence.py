@@ -176,3 +176,24 @@ def test_dropout_runs_are_reproducible_and_seed_dependent():
         finals.append(np.concatenate([p.data.ravel() for p in model.params()]))
     np.testing.assert_array_equal(finals[0], finals[1])
     assert not np.allclose(finals[0], finals[2])
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_replicas_follow_the_masters_train_or_eval_mode(backend):
+    # In eval mode dropout is the identity: the gradient must equal the deterministic one.
+    rng = np.random.default_rng(8)
+    with default_dtype(np.float64):
+        ta.seed(5)
+        master = DropoutNet()
+    x, y = rng.standard_normal((6, 6)), rng.standard_normal((6, 3))
+    engine = DataParallel(master, MeanSquared(), 2, backend=backend)  # replicas made in train mode
+    try:
+        master.eval()
+        engine.compute_gradients(x, y)
+    finally:
+        engine.shutdown()
+    reference = deep_copy_model(master)
+    with ta.test_mode():
+        MeanSquared().loss(ta.Variable(y), reference(ta.Variable(x))).backward()
+    for p, q in zip(master.params(), reference.params()):
+        np.testing.assert_allclose(p.grad.data, q.grad.data, rtol=1e-10)

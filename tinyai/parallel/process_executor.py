@@ -128,7 +128,9 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
         if message is None:
             _close(inbox)
             return
-        where, total, (start, stop), shards, rng_state, buffers = message
+        where, total, (start, stop), shards, rng_state, buffers, training = message
+        if model.training != training:
+            model.train(training)
         if inbox is None or inbox.name != where.segment:
             _close(inbox)
             inbox = _attach(where.segment)
@@ -320,7 +322,8 @@ class ProcessExecutor:
         for k, (a, b) in enumerate(bounds):
             where = self._stage_shard(k, x[a:b], y[a:b])
             try:
-                self._connections[k].send((where, len(x), (a, b), len(bounds), state, buffers))
+                self._connections[k].send((where, len(x), (a, b), len(bounds), state, buffers,
+                                           getattr(master, "training", True)))
             except OSError:  # a broken pipe: the worker is gone
                 raise WorkerFailedError(self._death_message(k)) from None
         replies = self._collect(len(bounds))

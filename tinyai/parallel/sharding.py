@@ -40,3 +40,10 @@ def copy_buffers(source: Any, target: Any) -> None:
     target_buffers = dict(target.named_buffers())
     for name, array in source.named_buffers():
         target_buffers[name][...] = array
+
+
+def copy_mode(source: Any, target: Any) -> None:
+    """Put ``target`` in the train/eval mode of ``source`` (dropout and batch norm depend on it)."""
+    mode = getattr(source, "training", True)
+    if getattr(target, "training", True) != mode:
+        target.train(mode)

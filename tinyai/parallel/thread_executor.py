@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from tinyai.backend import get_rng, using_communicator, using_rng
 from tinyai.parallel.collective import ShardRandom, ThreadCommunicator
 from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor
-from tinyai.parallel.sharding import copy_buffers, copy_parameters, shard_bounds
+from tinyai.parallel.sharding import copy_buffers, copy_mode, copy_parameters, shard_bounds
 from tinyai.parallel.utils import deep_copy_model
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class ThreadExecutor:
         for replica in self.replicas:
             copy_parameters(master, replica)
             copy_buffers(master, replica)
+            copy_mode(master, replica)
         bounds = shard_bounds(len(x), self.workers)
         group = ThreadCommunicator(len(bounds))
         master_rng = get_rng()
