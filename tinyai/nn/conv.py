@@ -26,6 +26,18 @@ def _pair(layer: Layer, value: Any, what: str, minimum: int) -> tuple[int, int]:
     return pair  # type: ignore[return-value]
 
 
+def _set_geometry(layer: Layer, out_channels: Any, kernel_size: Any, stride: Any, pad: Any,
+                  bias: bool) -> None:
+    """Check and store what every convolution layer has: channels out, kernel, stride, pad, bias."""
+    if not isinstance(out_channels, int) or out_channels <= 0:
+        raise ValueError(f"{layer._label()}: out_channels must be a positive int, got {out_channels!r}")
+    layer.out_channels = out_channels
+    layer.kernel_size = _pair(layer, kernel_size, "kernel_size", 1)
+    layer.stride = _pair(layer, stride, "stride", 1)
+    layer.pad = _pair(layer, pad, "pad", 0)
+    layer.use_bias = bias
+
+
 def _check_image(layer: Layer, x: Any, channels: int | None, kernel: tuple[int, int],
                  pad: tuple[int, int]) -> Variable:
     """x as a Variable of shape (N, channels, H, W) large enough for the kernel, or a ValueError."""
@@ -63,14 +75,8 @@ class Conv2d(Layer):
         super().__init__(name)
         if in_channels is not None and (not isinstance(in_channels, int) or in_channels <= 0):
             raise ValueError(f"{self._label()}: in_channels must be a positive int or None, got {in_channels!r}")
-        if not isinstance(out_channels, int) or out_channels <= 0:
-            raise ValueError(f"{self._label()}: out_channels must be a positive int, got {out_channels!r}")
         self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _pair(self, kernel_size, "kernel_size", 1)
-        self.stride = _pair(self, stride, "stride", 1)
-        self.pad = _pair(self, pad, "pad", 0)
-        self.use_bias = bias
+        _set_geometry(self, out_channels, kernel_size, stride, pad, bias)
         self.init = check_init(self._label(), init)
         self.W: Parameter | None = None
         self.b: Parameter | None = None
@@ -127,15 +133,10 @@ class DepthwiseSeparableConv2d(Layer):
                  stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0, bias: bool = True,
                  init: str = "he", name: str | None = None) -> None:
         super().__init__(name)
-        for what, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{self._label()}: {what} must be a positive int, got {value!r}")
+        if not isinstance(in_channels, int) or in_channels <= 0:
+            raise ValueError(f"{self._label()}: in_channels must be a positive int, got {in_channels!r}")
         self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = _pair(self, kernel_size, "kernel_size", 1)
-        self.stride = _pair(self, stride, "stride", 1)
-        self.pad = _pair(self, pad, "pad", 0)
-        self.use_bias = bias
+        _set_geometry(self, out_channels, kernel_size, stride, pad, bias)
         check_init(self._label(), init)
         kh, kw = self.kernel_size
         self.W_depth = Parameter(initialize((in_channels, 1, kh, kw), kh * kw, kh * kw, init))
