@@ -149,6 +149,27 @@ def test_context_manager_and_keyword_construction():
     assert monitor.epochs_done == 1
 
 
+def test_one_line_construction_trains_like_init_and_init_chains():
+    def run(how):
+        tinyai.seed(4)
+        model = RecordingNet(2, 8, 3)
+        parts = dict(dataset=blob_dataset(), model=model, loss=CrossEntropy(), optimizer=optim.SGD(model, lr=0.1))
+        if how == "keywords":
+            trainer = Trainer(2, evaluator=AccuracyEval(), progress=None, **parts)
+            assert trainer.model is model
+        else:
+            trainer = Trainer(2, evaluator=AccuracyEval(), progress=None).init(**parts)
+        return trainer.train(shuffle=False), model
+
+    (by_keywords, model_a), (by_init, model_b) = run("keywords"), run("init")
+    assert by_keywords["loss"] == by_init["loss"] and len(by_init["loss"]) == 2
+    for (name, a), (_, b) in zip(model_a.named_params(), model_b.named_params()):
+        np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+    model = RecordingNet(2, 8, 3)
+    with pytest.raises(TypeError, match="missing loss, optimizer"):
+        Trainer(1, dataset=blob_dataset(), model=model)
+
+
 def test_shuffle_changes_batch_order_only_when_asked():
     def first_batch_x(shuffle):
         trainer, model, _ = make(max_epoch=1, evaluator=None, lr=0.0)

@@ -89,13 +89,17 @@ class Trainer:
             the epoch's ``skipped_shards`` counts them).
         accumulate_steps: average the gradients of this many consecutive
             batches (weighted by their sizes) before each optimizer update.
+        dataset, model, loss, optimizer: given together, ``init`` is done
+            here, so ``Trainer(5, dataset=..., model=..., loss=..., optimizer=...).train()``
+            is one line; left out, call ``init`` yourself (TinyAI's way).
     """
 
     def __init__(self, max_epoch: int, monitor: Monitor | None = None, evaluator: Evaluator | None = None,
                  enable_parallel: bool = False, thread_count: int = 0, *, progress: bool | str | None = True,
                  on_nan: str = "raise", eval_every: int = 1, checkpoint_path: str | os.PathLike | None = None,
                  stream: TextIO | None = None, parallel_backend: str = "auto", on_error: str = "raise",
-                 accumulate_steps: int = 1) -> None:
+                 accumulate_steps: int = 1, dataset: Any = None, model: Any = None, loss: Any = None,
+                 optimizer: Any = None) -> None:
         if not isinstance(max_epoch, int) or isinstance(max_epoch, bool) or max_epoch < 0:
             raise ValueError(f"Trainer: max_epoch must be a non-negative int, got {max_epoch!r}")
         if on_nan not in ("raise", "warn"):
@@ -126,6 +130,13 @@ class Trainer:
         self.loss: Any = None
         self.optimizer: Any = None
         self._progress_bar: EpochProgress | None = None
+        parts = {"dataset": dataset, "model": model, "loss": loss, "optimizer": optimizer}
+        missing = [name for name, value in parts.items() if value is None]
+        if len(missing) < len(parts):
+            if missing:
+                raise TypeError(f"Trainer: dataset=, model=, loss= and optimizer= go together "
+                                f"(init is done for you); missing {', '.join(missing)}")
+            self.init(dataset, model, loss, optimizer)
 
     # -- set-up ------------------------------------------------------------------
     def init(self, dataset: Any, model: Any, loss: Any, optimizer: Any) -> "Trainer":
