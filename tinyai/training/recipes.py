@@ -96,6 +96,7 @@ def make_optimizer(name: str, model: Any, lr: float) -> Any:
 
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
+"""The names ``tinyai train --optimizer`` accepts (see ``make_optimizer``)."""
 
 
 def _mnist(settings: Settings, flatten: bool) -> Any:
@@ -165,6 +166,7 @@ RECIPES: dict[str, Recipe] = {
                Settings(epochs=10, batch_size=32, lr=0.01, optimizer="adam"), build_sin_lstm),
     )
 }
+"""The built-in examples of ``tinyai train --example NAME``, by name."""
 
 
 def get_recipe(name: str) -> Recipe:
