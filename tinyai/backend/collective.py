@@ -1,4 +1,4 @@
-"""Collective communication: summing an array over every worker of a data-parallel step.
+"""The communicator in force: how batch normalisation reaches the other shards of a data-parallel step.
 
 Most layers see one example at a time, so a data-parallel worker needs nothing
 from the others until the gradients are averaged. Batch normalisation is the
@@ -8,7 +8,9 @@ sum of a per-shard quantity over all shards (an "all-reduce"). Outside data
 parallelism there is no communicator and every computation stays local.
 
 The communicator lives in a context variable, so it belongs to the worker
-thread that installed it.
+thread that installed it. This layer only names what batch normalisation
+needs (the ``Communicator`` protocol below); the communicators themselves,
+one per transport, live in ``tinyai.parallel.comm``.
 """
 from __future__ import annotations
 
@@ -18,10 +20,10 @@ from typing import Any, Iterator, Protocol
 
 
 class Communicator(Protocol):
-    """What a data-parallel worker can ask of its peers."""
+    """What a layer of a data-parallel step may ask of its peers (``tinyai.parallel.Communicator`` has more)."""
 
-    def allreduce_sum(self, array: Any) -> Any:
-        """The elementwise sum of ``array`` over every worker; every worker gets the same result."""
+    def allreduce(self, array: Any, op: str = "sum") -> Any:
+        """``array`` combined elementwise over every worker (op="sum": added); every worker gets the same result."""
 
 
 _communicator: contextvars.ContextVar[Communicator | None] = contextvars.ContextVar(

@@ -53,14 +53,14 @@ class _BatchMeans:
         for axis in axes:
             count *= shape[axis]
         if communicator is not None:
-            count = int(communicator.allreduce_sum(count))
+            count = int(communicator.allreduce(count))
         #: values per statistic, all shards together
         self.count = count
 
     def __call__(self, v: Any) -> Any:
         if self.communicator is None:
             return v.mean(axis=self.axes, keepdims=True)
-        return self.communicator.allreduce_sum(v.sum(axis=self.axes, keepdims=True)) / self.count
+        return self.communicator.allreduce(v.sum(axis=self.axes, keepdims=True)) / self.count
 
 
 def _standardize(x: Any, means: _BatchMeans, eps: float) -> tuple[Any, Any, Any, Any]:

@@ -7,6 +7,14 @@ from tinyai.parallel.utils import (
     get_recommended_thread_count,
     is_model_parallelizable,
 )
+from tinyai.parallel.comm import (
+    Communicator,
+    CommunicatorError,
+    SpmdError,
+    ThreadCommunicator,
+    ThreadWorld,
+    spmd,
+)
 from tinyai.parallel.mpi import MpiCommunicator, MpiDataParallel
 from tinyai.parallel.pipeline import PipelineParallel, PipelineStageError, bubble_fraction, split_into_stages
 
@@ -15,4 +23,5 @@ __all__ = [
     "apply_aggregated_gradients", "format_parallel_stats",
     "PipelineParallel", "PipelineStageError", "split_into_stages", "bubble_fraction",
     "MpiCommunicator", "MpiDataParallel",
+    "Communicator", "CommunicatorError", "ThreadCommunicator", "ThreadWorld", "spmd", "SpmdError",
 ]

@@ -1,13 +1,8 @@
 """Communicators for the workers of one data-parallel step, and replayed random draws.
 
-``ThreadCommunicator``: the workers are threads of one process. Each puts its
-array in its own slot, waits until everyone has, adds all the slots up (in
-slot order, so every worker gets bit-identical sums), and waits again before
-anyone may overwrite a slot. A worker that fails breaks the barrier, so the
-others stop at once instead of waiting for ever.
-
-``ProcessCommunicator``: the same algorithm over a shared-memory block of
-slots and one process barrier per possible number of participants.
+``ProcessCommunicator``: the workers' all-reduce over a shared-memory block of
+slots and one process barrier per possible number of participants. (The
+communicators of every transport live in ``tinyai.parallel.comm``.)
 
 ``ShardRandom``: random draws that do not depend on how the batch was split.
 Each worker replays the draws that single-thread training would make for the
@@ -17,46 +12,11 @@ master's generator is where single-thread training would have left it.
 """
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 
 from tinyai.backend import get_array_module
-
-
-class ThreadCommunicator:
-    """All-reduce among ``size`` threads; ``member(k)`` is worker k's handle."""
-
-    def __init__(self, size: int, timeout: float = 60.0) -> None:
-        self.size = size
-        self.timeout = timeout
-        self._slots: list[Any] = [None] * size
-        self._barrier = threading.Barrier(size)
-
-    def member(self, rank: int) -> "_ThreadMember":
-        return _ThreadMember(self, rank)
-
-    def abort(self) -> None:
-        """Release every waiting worker with BrokenBarrierError (a peer has failed)."""
-        self._barrier.abort()
-
-    def _allreduce(self, rank: int, array: Any) -> Any:
-        self._slots[rank] = array
-        self._barrier.wait(self.timeout)
-        total = self._slots[0]
-        for other in self._slots[1:]:
-            total = total + other
-        self._barrier.wait(self.timeout)
-        return total
-
-
-class _ThreadMember:
-    def __init__(self, group: ThreadCommunicator, rank: int) -> None:
-        self.group, self.rank = group, rank
-
-    def allreduce_sum(self, array: Any) -> Any:
-        return self.group._allreduce(self.rank, array)  # noqa: SLF001
 
 
 class ProcessCommunicator:
@@ -73,7 +33,9 @@ class ProcessCommunicator:
     def abort(self) -> None:
         self.barrier.abort()
 
-    def allreduce_sum(self, value: Any) -> Any:
+    def allreduce(self, value: Any, op: str = "sum") -> Any:
+        if op != "sum":
+            raise ValueError(f"allreduce: this communicator only sums, got op={op!r}")
         host = as_host_array(value)
         flat = host.reshape(-1)
         if flat.size > self.slots.shape[1]:

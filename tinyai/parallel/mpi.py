@@ -107,6 +107,12 @@ class MpiCommunicator:
     def size(self) -> int:
         return self.comm.Get_size()
 
+    def allreduce(self, value: Any, op: str = "sum") -> Any:
+        """The elementwise sum of ``value`` over all ranks; every rank gets the same result."""
+        if op != "sum":
+            raise ValueError(f"allreduce: this communicator only sums, got op={op!r}")
+        return self.allreduce_sum(value)
+
     def allreduce_sum(self, value: Any) -> Any:
         """The elementwise sum of ``value`` over all ranks; every rank gets the same result."""
         MPI = load_mpi()

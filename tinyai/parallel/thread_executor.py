@@ -9,7 +9,7 @@ or the workers would fight for the same cores.
 
 Random draws (dropout) replay the master's stream for the whole batch
 (``ShardRandom``), and batch statistics are summed over all shards
-(``ThreadCommunicator``), so the step does not depend on the split.
+(a ``ThreadCommunicator`` per shard, from ``tinyai.parallel.comm``), so the step does not depend on the split.
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
 
 from tinyai.backend import get_rng, using_communicator, using_rng
-from tinyai.parallel.collective import ShardRandom, ThreadCommunicator
+from tinyai.parallel.collective import ShardRandom
+from tinyai.parallel.comm.thread import ThreadWorld
 from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor
 from tinyai.parallel.sharding import copy_buffers, copy_mode, copy_parameters, shard_bounds
 from tinyai.parallel.utils import deep_copy_model
@@ -69,11 +70,11 @@ class ThreadExecutor:
         return self.pool is not None
 
     def _run_shard(self, k: int, x: Any, y: Any, total: int, rng: ShardRandom,
-                   group: ThreadCommunicator) -> BatchProcessResult:
-        with using_rng(rng), using_communicator(group.member(k)):
+                   world: ThreadWorld) -> BatchProcessResult:
+        with using_rng(rng), using_communicator(world.communicator(k)):
             result = ParallelBatchProcessor(self.replicas[k], self.loss, x, y, k, total_batch_size=total).run()
-        if not result.success:
-            group.abort()  # peers waiting for batch statistics give up at once
+        if not result.success:  # peers waiting for batch statistics give up at once
+            world.abort(k, f"{type(result.exception).__name__}: {result.exception}")
         return result
 
     def compute(self, master: Any, x: Any, y: Any) -> list[BatchProcessResult]:
@@ -85,11 +86,11 @@ class ThreadExecutor:
             copy_buffers(master, replica)
             copy_mode(master, replica)
         bounds = shard_bounds(len(x), self.workers)
-        group = ThreadCommunicator(len(bounds))
+        world = ThreadWorld(len(bounds))
         master_rng = get_rng()
         rngs = [ShardRandom(master_rng.bit_generator.state, a, b, len(x)) for a, b in bounds]
         with blas_threads(1):
-            futures = [self.pool.submit(self._run_shard, k, x[a:b], y[a:b], len(x), rngs[k], group)
+            futures = [self.pool.submit(self._run_shard, k, x[a:b], y[a:b], len(x), rngs[k], world)
                        for k, (a, b) in enumerate(bounds)]
             results = [f.result() for f in futures]
         if all(r.success for r in results):

@@ -1,0 +1,178 @@
+"""SPMD programs that exercise every operation of a Communicator, and what they must return.
+
+The programs live at module level so that the process backend can pickle
+them and ``mpiexec`` can run them (``python -m tests.parallel.comm_programs OUT``
+writes rank r's results to OUT/rank{r}.npz). The expectations are computed
+here with plain NumPy from the rule each operation documents (reduce in rank
+order, concatenate in rank order, blocks as numpy.array_split), never from a
+communicator's own output.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+
+import numpy as np
+
+OPS = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+def rank_input(rank: int, rows: int = 5) -> np.ndarray:
+    """Rank ``rank``'s float64 array: random values, different on every rank."""
+    return np.random.default_rng(100 + rank).standard_normal((rows, 3))
+
+
+def reduced(size: int, op: str, rows: int = 5) -> np.ndarray:
+    """What allreduce(op) must give: the ranks' inputs combined left to right in rank order."""
+    arrays = [rank_input(r, rows) for r in range(size)]
+    if op == "mean":
+        return functools.reduce(np.add, arrays) / size
+    return functools.reduce(OPS[op], arrays)
+
+
+def every_operation(comm) -> dict[str, np.ndarray]:
+    """Run every operation once (several ways); return named results as arrays for comparison."""
+    from tinyai.testing.standin import StandInArray, xp
+
+    rank, size = comm.rank, comm.size
+    out: dict[str, np.ndarray] = {"rank": np.array(rank), "size": np.array(size)}
+    x = rank_input(rank)
+    for op in ("sum", "prod", "max", "min", "mean"):
+        out[f"allreduce.{op}"] = comm.allreduce(x, op=op)
+    assert np.array_equal(x, rank_input(rank)), "allreduce changed its input"
+    total = comm.allreduce(rank + 1)
+    assert type(total) is int, type(total)
+    out["allreduce.int"] = np.array(total)
+    scalar = comm.allreduce(np.float32(rank + 0.5), op="max")
+    assert type(scalar) is np.float32, type(scalar)
+    out["allreduce.float32"] = np.array(scalar)
+    zero_d = comm.allreduce(np.array(rank, dtype=np.int32), op="sum")
+    assert isinstance(zero_d, np.ndarray) and zero_d.shape == () and zero_d.dtype == np.int32
+    out["allreduce.zero_d"] = zero_d
+    device = comm.allreduce(xp.asarray(x))
+    assert isinstance(device, StandInArray), type(device)  # back on the (stand-in) device
+    out["allreduce.device"] = device.get()
+
+    # allgather: rank r contributes r + 1 rows, so the pieces are uneven.
+    piece = np.full((rank + 1, 2), rank, dtype=np.int64) + np.arange(2)
+    out["allgather.rows"] = comm.allgather(piece)
+    out["allgather.scalars"] = comm.allgather(float(rank) * 1.5)
+
+    root = size - 1
+    out["broadcast.none"] = comm.broadcast(x if rank == root else None, root=root)
+    out["broadcast.like"] = comm.broadcast(x if rank == 0 else np.zeros_like(x))
+    out["broadcast.device"] = comm.broadcast(xp.asarray(x), root=0).get()
+
+    tall = rank_input(rank, rows=2 * size + 1)
+    block = comm.reduce_scatter(tall)
+    out["reduce_scatter"] = block
+    out["reduce_scatter.max"] = comm.reduce_scatter(tall, op="max")
+    out["gather_of_scatter"] = comm.allgather(block)
+    out["reduce_scatter.short"] = comm.reduce_scatter(np.ones((1, 2)) * (rank + 1))  # fewer rows than ranks
+
+    # A ring: everyone sends before receiving; two tags received in the opposite order of sending.
+    right, left = (rank + 1) % size, (rank - 1) % size
+    comm.send(x, right, tag=1)
+    comm.send(np.array([rank, 7]), right, tag=2)
+    x[...] = -1  # the message is a copy: changing x now must not change what arrives
+    out["recv.tag2"] = comm.recv(left, tag=2)
+    out["recv.tag1"] = comm.recv(left, tag=1)
+    comm.send(xp.asarray(np.arange(3.0) + rank), right)
+    arrived = comm.recv(left)
+    assert isinstance(arrived, StandInArray), type(arrived)
+    out["recv.device"] = arrived.get()
+    comm.barrier()
+
+    # split: the even and odd ranks, ordered by descending old rank (key = -rank);
+    # the last rank of an odd world of 3 or more joins no group.
+    color = None if size >= 3 and size % 2 == 1 and rank == size - 1 else rank % 2
+    parity = comm.split(color, key=-rank)
+    if parity is None:
+        out["split.parity"] = np.array([-1, -1, -1])
+    else:
+        out["split.parity"] = np.array([parity.rank, parity.size, parity.allreduce(rank)])
+        out["split.parity_gather"] = parity.allgather(np.array([rank]))
+    # Two splits in use at once: rows and columns of a grid with 2 columns.
+    row = comm.split(rank // 2)
+    column = comm.split(rank % 2, key=rank)
+    out["split.row"] = row.allgather(np.array([rank]))
+    out["split.column"] = column.allgather(np.array([rank]))
+    comm.send(np.array([100 + rank]), right)
+    if row.size > 1:  # messages inside the row do not mix with the world's
+        row.send(np.array([rank]), (row.rank + 1) % row.size)
+        out["split.row_recv"] = row.recv((row.rank - 1) % row.size)
+    out["split.world_recv"] = comm.recv(left)
+    return out
+
+
+def expected(size: int) -> list[dict[str, np.ndarray]]:
+    """What ``every_operation`` must return on each rank of a world of ``size``."""
+    ranks = []
+    tall_rows = 2 * size + 1
+    bounds = np.cumsum([0] + [len(b) for b in np.array_split(np.arange(tall_rows), size)])
+    short = np.array_split(np.arange(1), size)
+    for rank in range(size):
+        e = {"rank": np.array(rank), "size": np.array(size)}
+        for op in ("sum", "prod", "max", "min", "mean"):
+            e[f"allreduce.{op}"] = reduced(size, op)
+        e["allreduce.int"] = np.array(size * (size + 1) // 2)
+        e["allreduce.float32"] = np.array(np.float32(size - 1 + 0.5))
+        e["allreduce.zero_d"] = np.array(size * (size - 1) // 2, dtype=np.int32)
+        e["allreduce.device"] = reduced(size, "sum")
+        e["allgather.rows"] = np.concatenate([np.full((r + 1, 2), r) + np.arange(2) for r in range(size)])
+        e["allgather.scalars"] = np.arange(size) * 1.5
+        e["broadcast.none"] = rank_input(size - 1)
+        e["broadcast.like"] = rank_input(0)
+        e["broadcast.device"] = rank_input(0)
+        a, b = bounds[rank], bounds[rank + 1]
+        e["reduce_scatter"] = reduced(size, "sum", tall_rows)[a:b]
+        e["reduce_scatter.max"] = reduced(size, "max", tall_rows)[a:b]
+        e["gather_of_scatter"] = reduced(size, "sum", tall_rows)
+        e["reduce_scatter.short"] = (np.ones((1, 2)) * size * (size + 1) / 2)[short[rank]]
+        left = (rank - 1) % size
+        e["recv.tag2"] = np.array([left, 7])
+        e["recv.tag1"] = rank_input(left)
+        e["recv.device"] = np.arange(3.0) + left
+        odd_out = size >= 3 and size % 2 == 1
+        members = [r for r in range(size) if r % 2 == rank % 2 and not (odd_out and r == size - 1)]
+        if rank in members:
+            ordered = sorted(members, reverse=True)
+            e["split.parity"] = np.array([ordered.index(rank), len(ordered), sum(members)])
+            e["split.parity_gather"] = np.array(ordered)
+        else:
+            e["split.parity"] = np.array([-1, -1, -1])
+        row = [r for r in range(size) if r // 2 == rank // 2]
+        e["split.row"] = np.array(row)
+        e["split.column"] = np.array([r for r in range(size) if r % 2 == rank % 2])
+        if len(row) > 1:
+            e["split.row_recv"] = np.array([row[(row.index(rank) - 1) % len(row)]])
+        e["split.world_recv"] = np.array([100 + left])
+        ranks.append(e)
+    return ranks
+
+
+def compare(results: list[dict[str, np.ndarray]], size: int) -> None:
+    """Assert that every rank returned exactly what ``expected`` says (same bits, same dtypes)."""
+    wanted = expected(size)
+    assert len(results) == size
+    for rank, (got, want) in enumerate(zip(results, wanted)):
+        assert sorted(got) == sorted(want), (rank, sorted(set(got) ^ set(want)))
+        for name, value in want.items():
+            value_got = np.asarray(got[name])
+            assert value_got.shape == value.shape, (rank, name, value_got.shape, value.shape)
+            assert np.array_equal(value_got, value), (rank, name, value_got, value)
+            if value.dtype.kind == "f":
+                assert value_got.dtype == value.dtype, (rank, name, value_got.dtype)
+
+
+def main(out: str) -> None:
+    """Under mpiexec: run every_operation on the MPI world and save this rank's results."""
+    from tinyai.parallel import mpi_world
+
+    comm = mpi_world()
+    results = every_operation(comm)
+    np.savez(f"{out}/rank{comm.rank}.npz", **results)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
