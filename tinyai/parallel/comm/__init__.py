@@ -12,5 +12,5 @@ from tinyai.parallel.comm.base import REDUCE_OPS, Communicator, CommunicatorErro
 from tinyai.parallel.comm.spmd import SpmdError, spmd
 from tinyai.parallel.comm.thread import ThreadCommunicator, ThreadWorld
 
-__all__ = ["Communicator", "CommunicatorError", "REDUCE_OPS", "ThreadCommunicator", "ThreadWorld",
+__all__ = ["Communicator", "CommunicatorError", "ThreadCommunicator", "ThreadWorld",
            "spmd", "SpmdError"]

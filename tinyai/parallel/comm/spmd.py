@@ -129,4 +129,4 @@ def first_failure(failures: list[Failure]) -> Failure:
     return failures[0]
 
 
-__all__ = ["spmd", "SpmdError", "Communicator"]
+__all__ = ["spmd", "SpmdError"]
