@@ -4,9 +4,10 @@ from tinyai.training.checkpoint import Checkpoint, load_checkpoint, save_checkpo
 from tinyai.training.evaluator import AccuracyEval, Evaluator, RegressEval, count_correct
 from tinyai.training.monitor import Monitor
 from tinyai.training.predictor import ClassTranslator, Predictor, Translator
-from tinyai.training.trainer import NonFiniteLossError, Trainer
+from tinyai.training.nan_guard import NonFiniteGradientError, NonFiniteLossError
+from tinyai.training.trainer import Trainer
 
 __all__ = ["Model", "ModelInfo",
-           "Trainer", "NonFiniteLossError", "Monitor", "Evaluator", "AccuracyEval", "RegressEval",
+           "Trainer", "NonFiniteLossError", "NonFiniteGradientError", "Monitor", "Evaluator", "AccuracyEval", "RegressEval",
            "count_correct", "Predictor", "Translator", "ClassTranslator",
            "save_checkpoint", "load_checkpoint", "Checkpoint"]

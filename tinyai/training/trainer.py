@@ -23,24 +23,22 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 from typing import Any, TextIO
 
 from tinyai.autograd import Variable
 from tinyai.backend import get_state, set_state
+from tinyai.backend.settings import int_setting
 from tinyai.parallel.engine import ShardError
 from tinyai.parallel.process_executor import WorkerFailedError
 from tinyai.training.checkpoint import load_checkpoint, save_checkpoint
 from tinyai.training.evaluator import Evaluator, batch_variables
 from tinyai.training.monitor import Monitor
+from tinyai.training.nan_guard import NonFiniteLossError, check_on_nan, check_step  # noqa: F401 (NonFiniteLossError: its old home)
 from tinyai.training.parallel_training import ParallelTraining, check_thread_count
 from tinyai.training.progress import EpochProgress, resolve_mode
+from tinyai.training.setup_checks import check_optimizer_matches
 
 logger = logging.getLogger(__name__)
-
-
-class NonFiniteLossError(FloatingPointError, ValueError):
-    """The loss became NaN or infinite; the message names the epoch and batch."""
 
 
 def _with_context(error: Exception, context: str) -> Exception:
@@ -71,9 +69,13 @@ class Trainer:
             most the number of batches).
         progress: True (a tqdm bar per epoch), False (one line per epoch),
             None (silent), or "bar"/"line"/"off".
-        on_nan: what a NaN or infinite loss does: "raise" (stop with
-            ``NonFiniteLossError`` naming epoch and batch) or "warn" (warn and
-            skip that batch's update).
+        on_nan: what a NaN or infinite loss, or a finite loss with NaN or
+            infinite gradients, does (checked before every update, see
+            ``tinyai.training.nan_guard``): "raise" (stop with
+            ``NonFiniteLossError``, or its subclass ``NonFiniteGradientError``,
+            naming epoch, batch, and the parameters and input at fault),
+            "warn" (warn and skip that batch's update) or "skip" (skip it
+            quietly). A skipped update leaves the model unchanged.
         eval_every: run the evaluator every this many epochs, and always after
             the last one; 0 runs it only when ``evaluate()`` is called.
         checkpoint_path: if given, a checkpoint is written there after each epoch.
@@ -100,14 +102,10 @@ class Trainer:
                  stream: TextIO | None = None, parallel_backend: str = "auto", on_error: str = "raise",
                  accumulate_steps: int = 1, dataset: Any = None, model: Any = None, loss: Any = None,
                  optimizer: Any = None) -> None:
-        if not isinstance(max_epoch, int) or isinstance(max_epoch, bool) or max_epoch < 0:
-            raise ValueError(f"Trainer: max_epoch must be a non-negative int, got {max_epoch!r}")
-        if on_nan not in ("raise", "warn"):
-            raise ValueError(f"Trainer: on_nan must be 'raise' or 'warn', got {on_nan!r}")
-        if isinstance(accumulate_steps, bool) or not isinstance(accumulate_steps, int) or accumulate_steps < 1:
-            raise ValueError(f"Trainer: accumulate_steps must be an int >= 1, got {accumulate_steps!r}")
-        if not isinstance(eval_every, int) or eval_every < 0:
-            raise ValueError(f"Trainer: eval_every must be an int >= 0, got {eval_every!r}")
+        max_epoch = int_setting(max_epoch, "Trainer", "max_epoch", minimum=0)
+        check_on_nan(on_nan, "Trainer")
+        accumulate_steps = int_setting(accumulate_steps, "Trainer", "accumulate_steps")
+        eval_every = int_setting(eval_every, "Trainer", "eval_every", minimum=0)
         self.max_epoch = max_epoch
         self.monitor = monitor if monitor is not None else Monitor()
         self.evaluator = evaluator
@@ -149,6 +147,7 @@ class Trainer:
                                     ("optimizer", optimizer, "update")):
             if not hasattr(value, needed):
                 raise TypeError(f"Trainer.init: {name} of type {type(value).__name__} has no {needed}()")
+        check_optimizer_matches(model, optimizer)
         if hasattr(dataset, "prepare"):
             dataset.prepare()
         self.dataset = dataset
@@ -286,11 +285,9 @@ class Trainer:
             value, prediction, target = self._parallel_gradients(where, batch)
         else:
             value, prediction, target = self._gradients(where, batch)
-        if not math.isfinite(value):
-            message = f"{where}: the loss is {value}; training diverged (try a smaller learning rate)"
-            if self.on_nan == "raise":
-                raise NonFiniteLossError(message)
-            warnings.warn(message + "; skipping this batch's update", RuntimeWarning, stacklevel=4)
+        if not check_step(where, value, self.model.named_params(), batch.x, self.on_nan):
+            self.model.clear_grads()
+            self._update(index, batch.size, apply=False)  # an accumulation group still ends here
             return None, None, None
         self._update(index, batch.size)
         return value, prediction, target
@@ -329,19 +326,23 @@ class Trainer:
             totals.extend([sum(group)] * len(group))
         return totals
 
-    def _update(self, index: int, size: int) -> None:
-        """Update the parameters, or add this batch's share to the accumulated gradient."""
+    def _update(self, index: int, size: int, apply: bool = True) -> None:
+        """Update the parameters, or add this batch's share to the accumulated gradient
+        (``apply=False``: a skipped batch adds nothing)."""
         steps = self.accumulate_steps
         if steps == 1:
-            self.optimizer.update()
+            if apply:
+                self.optimizer.update()
             return
         share = size / self._group_sizes[index]
         for name, p in self.model.named_params():
-            if p.grad is not None:
+            if apply and p.grad is not None:
                 previous = self._accumulated.get(name)
                 part = p.grad.data * share
                 self._accumulated[name] = part if previous is None else previous + part
         if (index + 1) % steps == 0 or index + 1 == len(self._group_sizes):
+            if not self._accumulated:
+                return  # every batch of the group was skipped
             for name, p in self.model.named_params():
                 total = self._accumulated.get(name)
                 p.grad = None if total is None else Variable(total, requires_grad=False)

@@ -1,0 +1,155 @@
+"""Stopping NaN and infinity before they reach the parameters.
+
+A loss can be finite while its gradients are not: one ``inf`` in an input
+saturates a sigmoid (the loss stays finite) but makes ``x.T @ gy`` infinite
+or NaN, and an optimizer that applies that gradient turns every parameter
+into NaN. From then on every loss is NaN, and the step that did the damage
+is long gone when anyone notices.
+
+So the Trainer checks, after ``backward`` and before the optimizer's update
+(in data-parallel training: after the workers' gradients are combined in
+the master, which is where the update happens):
+
+1. the loss (a Python float, free to check);
+2. the gradients, cheaply: one sum per parameter. NaN and infinity survive
+   a sum, so a finite sum means a finite gradient (a sum that overflows
+   although every element is finite is rechecked element by element);
+3. only when something is wrong: which parameters' gradients hold NaN or
+   infinity, and whether the batch's input does, for the message.
+
+What happens then is the Trainer's ``on_nan`` setting:
+
+* ``"raise"``: stop with ``NonFiniteLossError`` / ``NonFiniteGradientError``
+  naming the epoch, the batch and what was non-finite;
+* ``"warn"``: warn (``RuntimeWarning``) and skip this batch's update;
+* ``"skip"``: skip this batch's update quietly (logged at INFO level).
+
+Either way a skipped update leaves the model as it was: finite.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any, Iterable
+
+import numpy as np
+
+from tinyai.autograd import Variable
+from tinyai.backend import get_array_module, to_cpu
+
+logger = logging.getLogger(__name__)
+
+#: The values of the Trainer's ``on_nan`` setting.
+ON_NAN_MODES = ("raise", "warn", "skip")
+
+
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """Training produced a NaN or an infinity; the message names the epoch and batch.
+
+    Raised as it is for a non-finite loss; ``NonFiniteGradientError`` (a
+    subclass, so one ``except NonFiniteLossError`` catches both) for a finite
+    loss whose gradients are not.
+    """
+
+
+class NonFiniteGradientError(NonFiniteLossError):
+    """The loss was finite but some gradients held NaN or infinity."""
+
+
+def check_on_nan(on_nan: Any, where: str) -> str:
+    """``on_nan`` if it is one of ``ON_NAN_MODES``, else a ValueError naming ``where``."""
+    if on_nan not in ON_NAN_MODES:
+        raise ValueError(f"{where}: on_nan must be one of {', '.join(map(repr, ON_NAN_MODES))}, got {on_nan!r}")
+    return on_nan
+
+
+def _count_non_finite(array: Any) -> str:
+    """'2 NaN, 1 inf of 20 values': what is wrong with ``array``, in words."""
+    xp = get_array_module(array)
+    nan = int(xp.isnan(array).sum())
+    inf = int(xp.isinf(array).sum())
+    parts = [f"{nan} NaN"] if nan else []
+    if inf:
+        parts.append(f"{inf} inf")
+    return f"{', '.join(parts)} of {array.size} values"
+
+
+def _is_float_array(array: Any) -> bool:
+    return hasattr(array, "dtype") and array.dtype.kind in "fc"
+
+
+def non_finite_gradients(named_params: Iterable[tuple[str, Any]]) -> list[str]:
+    """'fc1.W (3 NaN of 20 values)' for each parameter whose gradient is not all finite.
+
+    Costs one sum per parameter when all is well (the common case).
+    """
+    found = []
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is rechecked below
+        for name, p in named_params:
+            grad = getattr(p, "grad", None)
+            if grad is None or not _is_float_array(grad.data):
+                continue
+            g = grad.data
+            xp = get_array_module(g)
+            if bool(xp.isfinite(g.sum())):
+                continue
+            if not bool(xp.isfinite(g).all()):
+                found.append(f"{name} ({_count_non_finite(g)})")
+    return found
+
+
+def describe_non_finite_input(x: Any, label: str = "input x") -> str | None:
+    """'the input x holds 1 inf of 12 values (first at index (3, 0))', or None if it is finite."""
+    arrays = x if isinstance(x, (tuple, list)) else (x,)
+    notes = []
+    for i, array in enumerate(arrays):
+        if isinstance(array, Variable):
+            array = array.data
+        if not _is_float_array(array):
+            continue
+        xp = get_array_module(array)
+        bad = ~xp.isfinite(array)
+        if not bool(bad.any()):
+            continue
+        first = tuple(int(i) for i in np.argwhere(to_cpu(bad))[0])
+        name = label if len(arrays) == 1 else f"{label}[{i}]"
+        notes.append(f"the {name} holds {_count_non_finite(array)} (first at index {first})")
+    return "; ".join(notes) or None
+
+
+def check_step(where: str, loss: float, named_params: Iterable[tuple[str, Any]], batch_x: Any,
+               on_nan: str) -> bool:
+    """Whether the update of this step may go ahead; raises or warns per ``on_nan`` if not.
+
+    Args:
+        where: "Trainer: epoch 2/3, batch 4/6", the start of every message.
+        loss: the batch's loss value.
+        named_params: the (name, parameter) pairs about to be updated, with
+            their gradients in ``p.grad`` (not consulted if the loss is
+            already non-finite: no gradient was computed then).
+        batch_x: the batch's input, examined only to explain a failure.
+        on_nan: "raise", "warn" or "skip".
+    """
+    if not math.isfinite(loss):
+        message = f"{where}: the loss is {loss}"
+        error = NonFiniteLossError
+    else:
+        bad = non_finite_gradients(named_params)
+        if not bad:
+            return True
+        message = (f"{where}: the loss is finite ({loss:.6g}) but the gradient of "
+                   f"{len(bad)} parameter(s) is not: {', '.join(bad)}")
+        error = NonFiniteGradientError
+    culprit = describe_non_finite_input(batch_x)
+    if culprit is not None:
+        message += f"; {culprit}, so the fault is in the data, not in the learning rate"
+    else:
+        message += "; training diverged (try a smaller learning rate, or gradient clipping: max_grad_norm)"
+    if on_nan == "raise":
+        raise error(message)
+    if on_nan == "warn":
+        warnings.warn(message + "; skipping this batch's update", RuntimeWarning, stacklevel=5)
+    else:
+        logger.info("%s; skipping this batch's update", message)
+    return False

@@ -1,0 +1,34 @@
+"""Checks the Trainer makes when it is set up, so a mistake fails at once, not after an epoch."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def check_optimizer_matches(model: Any, optimizer: Any, where: str = "Trainer.init") -> None:
+    """Refuse an optimizer that holds none of ``model``'s parameters.
+
+    Such an optimizer (built on another model, or on a copy of this one)
+    updates arrays the training loop never differentiates, so training
+    would silently change nothing. An optimizer on part of the model (the
+    rest frozen) is fine; parameters it holds that are not the model's are
+    logged, since this loop gives them a gradient only if the loss has them.
+    A model whose lazy layers have not yet created their parameters cannot
+    be checked yet and passes.
+    """
+    if not hasattr(model, "named_params") or not hasattr(optimizer, "named_params"):
+        return
+    model_ids = {id(p) for _, p in model.named_params()}
+    held = list(optimizer.named_params())
+    if not model_ids or not held:
+        return
+    foreign = [name for name, p in held if id(p) not in model_ids]
+    if len(foreign) == len(held):
+        shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise ValueError(f"{where}: the optimizer holds none of the model's parameters (it holds {shown}); "
+                         f"build it on this model: {type(optimizer).__name__}(model, ...)")
+    if foreign:
+        logger.warning("%s: the optimizer holds %d parameter(s) that are not the model's: %s",
+                       where, len(foreign), ", ".join(foreign))
