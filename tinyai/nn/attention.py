@@ -2,12 +2,13 @@
 
 For queries Q, keys K and values V (one row per position),
 
-    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k) + M) V
+    Attention(Q, K, V) = softmax(mask(Q K^T / sqrt(d_k))) V
 
-where M is 0 where a query may look at a key and a large negative number
-where it may not (so that position gets weight exp(-1e9) = 0). Multi-head
-attention projects the inputs h times into subspaces of size d_k = d_model / h,
-attends in each independently, and mixes the results:
+where mask() *replaces* (does not shift) the scores of the keys a query may
+not look at by the lowest finite number of the dtype, so that they get
+weight exactly 0. Multi-head attention projects the inputs h times into
+subspaces of size d_k = d_model / h, attends in each independently, and
+mixes the results:
 
     head_i = Attention(X_q W_q[i], X_k W_k[i], X_v W_v[i])
     MHA(X_q, X_k, X_v) = concat(head_1, ..., head_h) W_o
@@ -23,8 +24,12 @@ Masks (True means "may attend"):
   ``key_padding_mask`` is the opposite: True marks padding.)
 * ``attn_mask``: any boolean array broadcastable to (N, heads, T_q, T_k).
 
-A query that may attend to no key at all gets uniform weights over the keys
-rather than NaN.
+A query that may attend to no key at all gets exactly uniform weights over
+the keys rather than NaN: all its scores are replaced by the same number.
+(Adding a large negative number instead, as many implementations do, fails
+both ways: added to every score of a row it changes nothing, so the row is
+the unmasked softmax; and in float32 ``score - 1e9`` rounds large scores so
+that one masked key can take all the weight.)
 """
 from __future__ import annotations
 
@@ -34,13 +39,11 @@ from typing import Any
 from tinyai import functions as F
 from tinyai.autograd import Variable
 from tinyai.backend import get_array_module, is_array
+from tinyai.backend.settings import int_setting, is_int
 from tinyai.nn.block import Block
 from tinyai.nn.dropout import Dropout
 from tinyai.nn.layer import _check_variable
 from tinyai.nn.linear import Linear
-
-#: added to the scores of forbidden positions; exp(-1e9 - max) underflows to exactly 0
-_MASKED = -1e9
 
 
 class MultiHeadAttention(Block):
@@ -64,14 +67,13 @@ class MultiHeadAttention(Block):
     def __init__(self, d_model: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  name: str | None = None) -> None:
         super().__init__(name)
-        if not isinstance(d_model, int) or d_model <= 0:
-            raise ValueError(f"{self._label()}: d_model must be a positive int, got {d_model!r}")
-        if not isinstance(num_heads, int) or num_heads <= 0 or d_model % num_heads:
+        d_model = int_setting(d_model, self._label(), "d_model")
+        if not is_int(num_heads) or num_heads <= 0 or d_model % num_heads:
             raise ValueError(f"{self._label()}: d_model={d_model} must be divisible by num_heads={num_heads!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{self._label()}: dropout must be in [0, 1), got {dropout}")
         self.d_model = d_model
-        self.num_heads = num_heads
+        self.num_heads = num_heads = int(num_heads)
         self.d_k = d_model // num_heads
         self.dropout = float(dropout)
         self.query_proj = Linear(d_model, d_model, bias=bias)
@@ -92,8 +94,8 @@ class MultiHeadAttention(Block):
             raise ValueError(f"{self._label()}: {what} must have shape (N, T, {self.d_model}), got {tuple(x.shape)}")
         return x
 
-    def _mask_bias(self, xp, dtype, n: int, t_q: int, t_k: int, padding_mask, causal: bool, attn_mask):
-        """The additive mask M (0 or -1e9), broadcastable to (N, h, T_q, T_k), or None."""
+    def _allowed(self, xp, n: int, t_q: int, t_k: int, padding_mask, causal: bool, attn_mask):
+        """Where a query may attend (a boolean array broadcastable to (N, h, T_q, T_k)), or None."""
         allowed = None
         if causal:
             allowed = xp.tril(xp.ones((t_q, t_k), dtype=bool), k=t_k - t_q)[None, None]
@@ -117,9 +119,7 @@ class MultiHeadAttention(Block):
                                  f"(N, heads, T_q, T_k) = ({n}, {self.num_heads}, {t_q}, {t_k})") from None
             am = am != 0
             allowed = am if allowed is None else allowed & am
-        if allowed is None:
-            return None
-        return xp.where(allowed, 0.0, _MASKED).astype(dtype)
+        return allowed
 
     def forward(self, query: Any, key: Any = None, value: Any = None, padding_mask: Any = None,
                 causal: bool = False, attn_mask: Any = None) -> Variable:
@@ -140,9 +140,13 @@ class MultiHeadAttention(Block):
 
         scores = F.matmul(q, F.swapaxes(k, -1, -2)) * (1.0 / math.sqrt(self.d_k))  # (N, h, T_q, T_k)
         xp = get_array_module(scores.data)
-        bias = self._mask_bias(xp, scores.dtype, n, t_q, t_k, padding_mask, causal, attn_mask)
-        if bias is not None:
-            scores = scores + bias
+        allowed = self._allowed(xp, n, t_q, t_k, padding_mask, causal, attn_mask)
+        if allowed is not None:
+            # scores * keep + fill: the allowed scores exactly as they were (x * 1 + 0),
+            # the others exactly the lowest float (x * 0 + lowest), with gradient 0.
+            keep = allowed.astype(scores.dtype)
+            fill = xp.where(allowed, 0, xp.finfo(scores.dtype).min).astype(scores.dtype)
+            scores = scores * keep + fill
         weights = F.softmax(scores, axis=-1)
         self.last_attention = weights.data
         weights = self.attn_dropout(weights)
