@@ -25,19 +25,43 @@ if TYPE_CHECKING:  # only for the annotation: function.py imports this module
     from tinyai.autograd.function import Function
 
 
+#: The NumPy dtype kinds a Variable may hold: booleans, integers, floats, complex numbers.
+_NUMERIC_KINDS = "biufc"
+
+
+def _refuse_dtype(data: Any) -> TypeError:
+    dtype = getattr(data, "dtype", None)
+    what = (f"an array of dtype {dtype}" if dtype is not None else type(data).__name__)
+    return TypeError(f"Variable: cannot hold {what}; a Variable holds numbers "
+                     "(bool, int, float or complex arrays)")
+
+
 def _to_array(data: Any) -> Any:
     """Turn Python scalars, lists and NumPy scalars into arrays.
 
     Python floats become the default float dtype (float32), as a user who
     writes ``Variable([1.0, 2.0])`` expects; NumPy scalars keep their dtype.
+    Strings, bytes, dates and other objects are refused (TypeError), and so
+    are numbers too large for the default dtype (ValueError), rather than
+    being stored as ``inf``.
     """
     if isinstance(data, np.generic):
         return np.asarray(data)
+    if isinstance(data, (str, bytes)) or data is None:
+        raise _refuse_dtype(data)
     array = np.asarray(data)
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise _refuse_dtype(array if isinstance(data, (list, tuple)) else data)
     if array.dtype.kind == "f" and array.dtype != get_default_dtype() and not isinstance(data, np.ndarray):
-        array = array.astype(get_default_dtype())
-    if array.dtype == object:
-        raise TypeError(f"Variable: cannot hold data of type {type(data).__name__}")
+        with np.errstate(over="ignore"):  # reported below, with the value
+            converted = array.astype(get_default_dtype())
+        overflow = np.isinf(converted) & np.isfinite(array)
+        if overflow.any():
+            first = float(array[overflow].flat[0])
+            raise ValueError(f"Variable: {first!r} does not fit in {converted.dtype} (largest "
+                             f"{np.finfo(converted.dtype).max:.3g}); pass a float64 array or use "
+                             "tinyai.backend.set_default_dtype(numpy.float64)")
+        array = converted
     return array
 
 
@@ -74,7 +98,10 @@ class Variable:
         self.grad: Variable | None = None
         self.creator = None
         self.generation = 0
-        self.requires_grad = requires_grad and data.dtype.kind in "fc"
+        kind = data.dtype.kind
+        if kind not in _NUMERIC_KINDS:  # str, bytes, dates, objects: not something to differentiate
+            raise _refuse_dtype(data)
+        self.requires_grad = requires_grad and kind in "fc"
 
     # -- array-like properties -------------------------------------------------
     @property

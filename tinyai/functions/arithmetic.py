@@ -13,7 +13,7 @@ from typing import Any
 
 from tinyai.autograd import Function, Variable
 from tinyai.backend import is_array
-from tinyai.functions._operands import as_operand, describe_shapes, operand_pair
+from tinyai.functions._operands import as_operand, check_number, describe_shapes, operand_pair
 from tinyai.functions.shape import sum_to, sum_to_either
 
 
@@ -131,22 +131,22 @@ class PowVar(Function):
 
 def add(x0: Any, x1: Any) -> Variable:
     """Elementwise ``x0 + x1`` with broadcasting."""
-    return Add()(*operand_pair(x0, x1))
+    return Add()(*operand_pair(x0, x1, "add"))
 
 
 def sub(x0: Any, x1: Any) -> Variable:
     """Elementwise ``x0 - x1`` with broadcasting."""
-    return Sub()(*operand_pair(x0, x1))
+    return Sub()(*operand_pair(x0, x1, "sub"))
 
 
 def mul(x0: Any, x1: Any) -> Variable:
     """Elementwise ``x0 * x1`` with broadcasting."""
-    return Mul()(*operand_pair(x0, x1))
+    return Mul()(*operand_pair(x0, x1, "mul"))
 
 
 def div(x0: Any, x1: Any) -> Variable:
     """Elementwise ``x0 / x1`` with broadcasting."""
-    return Div()(*operand_pair(x0, x1))
+    return Div()(*operand_pair(x0, x1, "div"))
 
 
 def neg(x: Any) -> Variable:
@@ -157,22 +157,22 @@ def neg(x: Any) -> Variable:
 def pow(x: Any, c: Any) -> Variable:  # noqa: A001 - the natural name, as in Python
     """Elementwise ``x ** c``; ``c`` a number (constant) or a Variable (differentiated too)."""
     if isinstance(c, Variable):
-        return PowVar()(*operand_pair(x, c))
-    if isinstance(x, Variable) and not is_array(c):
-        return Pow(c)(x)
-    return PowVar()(*operand_pair(x, c))
+        return PowVar()(*operand_pair(x, c, "pow"))
+    if isinstance(x, Variable) and not is_array(c) and not isinstance(c, (list, tuple)):
+        return Pow(check_number(c, "pow"))(x)
+    return PowVar()(*operand_pair(x, c, "pow"))
 
 
 def rsub(x0: Variable, x1: Any) -> Variable:
     """``x1 - x0``: what ``2.0 - x`` calls."""
-    return Sub()(as_operand(x1, x0), x0)
+    return Sub()(as_operand(x1, x0, "sub"), x0)
 
 
 def rdiv(x0: Variable, x1: Any) -> Variable:
     """``x1 / x0``: what ``2.0 / x`` calls."""
-    return Div()(as_operand(x1, x0), x0)
+    return Div()(as_operand(x1, x0, "div"), x0)
 
 
 def rpow(x0: Variable, x1: Any) -> Variable:
     """``x1 ** x0``: what ``2.0 ** x`` calls."""
-    return PowVar()(as_operand(x1, x0), x0)
+    return PowVar()(as_operand(x1, x0, "pow"), x0)

@@ -195,9 +195,9 @@ def clip(x: Any, lo: float | None, hi: float | None) -> Variable:
 
 def maximum(a: Any, b: Any) -> Variable:
     """Elementwise maximum of two inputs, with broadcasting."""
-    return Maximum()(*operand_pair(a, b))
+    return Maximum()(*operand_pair(a, b, "maximum"))
 
 
 def minimum(a: Any, b: Any) -> Variable:
     """Elementwise minimum of two inputs, with broadcasting."""
-    return Minimum()(*operand_pair(a, b))
+    return Minimum()(*operand_pair(a, b, "minimum"))
