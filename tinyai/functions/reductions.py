@@ -7,6 +7,7 @@ axes, ``keepdims``) so that the gradient broadcasts to the input's shape.
 from __future__ import annotations
 
 import builtins
+import numbers
 from typing import Any, Sequence
 
 from tinyai.autograd import Function, Variable, as_variable
@@ -19,7 +20,7 @@ Axis = int | Sequence[int] | None
 def _normalize_axis(axis: Axis, ndim: int, name: str) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)  # np.int64 too
     for a in axes:
         if not -ndim <= a < builtins.max(ndim, 1):
             raise ValueError(f"{name}: axis {a} is out of range for an array of {ndim} dimensions")

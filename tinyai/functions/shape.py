@@ -11,8 +11,25 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
+
 from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module, scatter_add
+
+
+def check_axis(axis: Any, ndim: int, op: str, what: str = "axis") -> int:
+    """``axis`` as an index 0..ndim-1 (negative counts from the end), or an error naming ``op``.
+
+    NumPy integers are accepted like ints; anything else is a TypeError, an
+    axis out of range a ValueError that gives the valid range.
+    """
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{op}: {what} must be an int, got {type(axis).__name__} {axis!r}")
+    if not -ndim <= axis < ndim:
+        valid = f"from {-ndim} to {ndim - 1}" if ndim else "none: the array is 0-dimensional"
+        raise ValueError(f"{op}: {what} {int(axis)} is out of range for an array of {ndim} "
+                         f"dimension(s) (valid: {valid})")
+    return int(axis) % ndim
 
 
 # -- sum_to / broadcast_to ---------------------------------------------------------
@@ -148,22 +165,36 @@ class Transpose(Function):
 
 def transpose(x: Any, axes: Sequence[int] | None = None) -> Variable:
     """Permute the axes of ``x`` (reverse them when ``axes`` is None)."""
-    return Transpose(None if axes is None else tuple(axes))(x)
+    if axes is None:
+        return Transpose(None)(x)
+    x = as_variable(x)
+    if isinstance(axes, (int, np.integer)) or not hasattr(axes, "__len__"):
+        raise TypeError(f"transpose: axes must be a sequence of ints, got {type(axes).__name__} {axes!r}")
+    axes = tuple(axes)
+    if len(axes) != x.ndim:
+        raise ValueError(f"transpose: axes {axes} name {len(axes)} axes but the array of shape "
+                         f"{x.shape} has {x.ndim}")
+    checked = tuple(check_axis(a, x.ndim, "transpose", "axes entry") for a in axes)
+    if sorted(checked) != list(range(x.ndim)):
+        raise ValueError(f"transpose: axes {axes} are not a permutation for shape {x.shape}")
+    return Transpose(checked)(x)
 
 
 def swapaxes(x: Any, axis1: int, axis2: int) -> Variable:
     """Exchange two axes of ``x``."""
     x = as_variable(x)
+    axis1 = check_axis(axis1, x.ndim, "swapaxes", "axis1")
+    axis2 = check_axis(axis2, x.ndim, "swapaxes", "axis2")
     axes = list(range(x.ndim))
     axes[axis1], axes[axis2] = axes[axis2], axes[axis1]
     return transpose(x, axes)
 
 
 def expand_dims(x: Any, axis: int) -> Variable:
-    """Insert an axis of size 1 at position ``axis``."""
+    """Insert an axis of size 1 at position ``axis`` (-ndim-1 .. ndim, as NumPy)."""
     x = as_variable(x)
     shape = list(x.shape)
-    shape.insert(axis if axis >= 0 else x.ndim + 1 + axis, 1)
+    shape.insert(check_axis(axis, x.ndim + 1, "expand_dims"), 1)
     return reshape(x, tuple(shape))
 
 
@@ -172,7 +203,8 @@ def squeeze(x: Any, axis: int | Sequence[int] | None = None) -> Variable:
     x = as_variable(x)
     if axis is None:
         return reshape(x, tuple(n for n in x.shape if n != 1))
-    axes = {a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis)}
+    named = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = {check_axis(a, x.ndim, "squeeze") for a in named}
     for a in axes:
         if x.shape[a] != 1:
             raise ValueError(f"squeeze: axis {a} of shape {x.shape} has size {x.shape[a]}, not 1")
@@ -258,7 +290,14 @@ def concat(xs: Sequence[Any], axis: int = 0) -> Variable:
     """Join a sequence of arrays along an existing axis."""
     if len(xs) == 0:
         raise ValueError("concat: needs at least one input")
-    return Concat(axis)(*xs)
+    xs = [as_variable(x) for x in xs]
+    ndims = sorted({x.ndim for x in xs})
+    if len(ndims) > 1:
+        shapes = ", ".join(str(x.shape) for x in xs)
+        raise ValueError(f"concat: all inputs need the same number of dimensions, got shapes {shapes}")
+    if ndims[0] == 0:
+        raise ValueError("concat: 0-dimensional inputs cannot be joined along an axis (use stack)")
+    return Concat(check_axis(axis, ndims[0], "concat"))(*xs)
 
 
 class Split(Function):
@@ -288,7 +327,15 @@ class Split(Function):
 
 def split(x: Any, indices_or_sections: int | Sequence[int], axis: int = 0) -> tuple[Variable, ...]:
     """Cut ``x`` into pieces along ``axis`` (as ``numpy.split``); returns a tuple."""
-    if not isinstance(indices_or_sections, int):
+    x = as_variable(x)
+    if x.ndim == 0:
+        raise ValueError("split: a 0-dimensional array has no axis to split along")
+    axis = check_axis(axis, x.ndim, "split")
+    if isinstance(indices_or_sections, (int, np.integer)) and not isinstance(indices_or_sections, bool):
+        indices_or_sections = int(indices_or_sections)
+        if indices_or_sections < 1:
+            raise ValueError(f"split: the number of sections must be >= 1, got {indices_or_sections}")
+    else:
         indices_or_sections = list(indices_or_sections)
     return Split(indices_or_sections, axis)(x)
 
@@ -297,7 +344,9 @@ def stack(xs: Sequence[Any], axis: int = 0) -> Variable:
     """Join arrays of equal shape along a new axis."""
     if len(xs) == 0:
         raise ValueError("stack: needs at least one input")
-    shapes = {tuple(as_variable(x).shape) for x in xs}
+    xs = [as_variable(x) for x in xs]
+    shapes = {tuple(x.shape) for x in xs}
     if len(shapes) > 1:
         raise ValueError(f"stack: all inputs need the same shape, got {sorted(shapes)}")
+    axis = check_axis(axis, xs[0].ndim + 1, "stack")
     return concat([expand_dims(x, axis) for x in xs], axis=axis)
