@@ -14,24 +14,28 @@ import numpy as np
 from tinyai import functions as F
 from tinyai.autograd import Variable
 from tinyai.backend import get_array_module
+from tinyai.backend.settings import int_setting, is_int
 from tinyai.nn.init import check_init, initialize
 from tinyai.nn.layer import Layer, _check_variable
 from tinyai.nn.parameter import Parameter
 
 
 def _pair(layer: Layer, value: Any, what: str, minimum: int) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v >= minimum for v in pair):
+    if is_int(value):
+        pair = (value, value)
+    elif isinstance(value, (tuple, list)):
+        pair = tuple(value)
+    else:
+        pair = ()
+    if len(pair) != 2 or not all(is_int(v) and v >= minimum for v in pair):
         raise ValueError(f"{layer._label()}: {what} must be an int >= {minimum} or a pair of them, got {value!r}")
-    return pair  # type: ignore[return-value]
+    return int(pair[0]), int(pair[1])
 
 
 def _set_geometry(layer: Layer, out_channels: Any, kernel_size: Any, stride: Any, pad: Any,
                   bias: bool) -> None:
     """Check and store what every convolution layer has: channels out, kernel, stride, pad, bias."""
-    if not isinstance(out_channels, int) or out_channels <= 0:
-        raise ValueError(f"{layer._label()}: out_channels must be a positive int, got {out_channels!r}")
-    layer.out_channels = out_channels
+    layer.out_channels = int_setting(out_channels, layer._label(), "out_channels")
     layer.kernel_size = _pair(layer, kernel_size, "kernel_size", 1)
     layer.stride = _pair(layer, stride, "stride", 1)
     layer.pad = _pair(layer, pad, "pad", 0)
@@ -73,9 +77,7 @@ class Conv2d(Layer):
                  stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0, bias: bool = True,
                  init: str = "he", name: str | None = None) -> None:
         super().__init__(name)
-        if in_channels is not None and (not isinstance(in_channels, int) or in_channels <= 0):
-            raise ValueError(f"{self._label()}: in_channels must be a positive int or None, got {in_channels!r}")
-        self.in_channels = in_channels
+        self.in_channels = in_channels = int_setting(in_channels, self._label(), "in_channels", none_ok=True)
         _set_geometry(self, out_channels, kernel_size, stride, pad, bias)
         self.init = check_init(self._label(), init)
         self.W: Parameter | None = None
@@ -133,9 +135,7 @@ class DepthwiseSeparableConv2d(Layer):
                  stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0, bias: bool = True,
                  init: str = "he", name: str | None = None) -> None:
         super().__init__(name)
-        if not isinstance(in_channels, int) or in_channels <= 0:
-            raise ValueError(f"{self._label()}: in_channels must be a positive int, got {in_channels!r}")
-        self.in_channels = in_channels
+        self.in_channels = in_channels = int_setting(in_channels, self._label(), "in_channels")
         _set_geometry(self, out_channels, kernel_size, stride, pad, bias)
         check_init(self._label(), init)
         kh, kw = self.kernel_size

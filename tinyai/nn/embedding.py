@@ -6,6 +6,7 @@ from typing import Any
 from tinyai import functions as F
 from tinyai.autograd import Variable
 from tinyai.backend import is_array
+from tinyai.backend.settings import int_setting
 from tinyai.nn.init import initialize
 from tinyai.nn.layer import Layer
 from tinyai.nn.parameter import Parameter
@@ -28,9 +29,8 @@ class Embedding(Layer):
 
     def __init__(self, num_embeddings: int, embedding_dim: int, std: float = 1.0, name: str | None = None) -> None:
         super().__init__(name)
-        for what, value in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{self._label()}: {what} must be a positive int, got {value!r}")
+        num_embeddings = int_setting(num_embeddings, self._label(), "num_embeddings")
+        embedding_dim = int_setting(embedding_dim, self._label(), "embedding_dim")
         self.num_embeddings = num_embeddings
         self.embedding_dim = embedding_dim
         self.W = Parameter(initialize((num_embeddings, embedding_dim), 1, 1, "normal", std=std))

@@ -5,6 +5,7 @@ from typing import Any, Mapping
 
 from tinyai import functions as F
 from tinyai.autograd import Variable
+from tinyai.backend.settings import int_setting
 from tinyai.nn.init import check_init, initialize
 from tinyai.nn.layer import Layer, _check_variable
 from tinyai.nn.parameter import Parameter
@@ -32,10 +33,8 @@ class Linear(Layer):
     def __init__(self, in_features: int | None, out_features: int, bias: bool = True,
                  init: str = "xavier", name: str | None = None) -> None:
         super().__init__(name)
-        if in_features is not None and (not isinstance(in_features, int) or in_features <= 0):
-            raise ValueError(f"{self._label()}: in_features must be a positive int or None, got {in_features!r}")
-        if not isinstance(out_features, int) or out_features <= 0:
-            raise ValueError(f"{self._label()}: out_features must be a positive int, got {out_features!r}")
+        in_features = int_setting(in_features, self._label(), "in_features", none_ok=True)
+        out_features = int_setting(out_features, self._label(), "out_features")
         self.in_features = in_features
         self.out_features = out_features
         self.use_bias = bias

@@ -26,6 +26,7 @@ import numpy as np
 from tinyai import functions as F
 from tinyai.autograd import Variable, test_mode
 from tinyai.backend import get_default_dtype
+from tinyai.backend.settings import int_setting
 from tinyai.nn.layer import Layer, _check_variable
 from tinyai.nn.parameter import Parameter
 
@@ -36,8 +37,7 @@ class _BatchNorm(Layer):
 
     def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5, name: str | None = None) -> None:
         super().__init__(name)
-        if not isinstance(num_features, int) or num_features <= 0:
-            raise ValueError(f"{self._label()}: num_features must be a positive int, got {num_features!r}")
+        num_features = int_setting(num_features, self._label(), "num_features")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"{self._label()}: momentum must be in [0, 1), got {momentum}")
         if eps <= 0:
@@ -103,8 +103,7 @@ class LayerNorm(Layer):
 
     def __init__(self, normalized_shape: int, eps: float = 1e-5, name: str | None = None) -> None:
         super().__init__(name)
-        if not isinstance(normalized_shape, int) or normalized_shape <= 0:
-            raise ValueError(f"{self._label()}: normalized_shape must be a positive int, got {normalized_shape!r}")
+        normalized_shape = int_setting(normalized_shape, self._label(), "normalized_shape")
         if eps <= 0:
             raise ValueError(f"{self._label()}: eps must be positive, got {eps}")
         self.normalized_shape = normalized_shape

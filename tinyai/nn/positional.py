@@ -19,6 +19,7 @@ import numpy as np
 
 from tinyai.autograd import Variable
 from tinyai.backend import get_default_dtype
+from tinyai.backend.settings import int_setting
 from tinyai.nn.dropout import Dropout
 from tinyai.nn.block import Block
 from tinyai.nn.layer import _check_variable
@@ -49,10 +50,8 @@ class PositionalEncoding(Block):
 
     def __init__(self, d_model: int, max_len: int = 512, dropout: float = 0.0, name: str | None = None) -> None:
         super().__init__(name)
-        if not isinstance(d_model, int) or d_model <= 0:
-            raise ValueError(f"{self._label()}: d_model must be a positive int, got {d_model!r}")
-        if not isinstance(max_len, int) or max_len <= 0:
-            raise ValueError(f"{self._label()}: max_len must be a positive int, got {max_len!r}")
+        d_model = int_setting(d_model, self._label(), "d_model")
+        max_len = int_setting(max_len, self._label(), "max_len")
         self.d_model = d_model
         self.max_len = max_len
         self.register_buffer("pe", sinusoidal_table(max_len, d_model), persistent=False)

@@ -29,6 +29,7 @@ from typing import Any, Mapping
 from tinyai import functions as F
 from tinyai.autograd import Variable
 from tinyai.backend import get_array_module
+from tinyai.backend.settings import int_setting
 from tinyai.nn.init import initialize
 from tinyai.nn.layer import Layer, _check_variable
 from tinyai.nn.parameter import Parameter
@@ -43,10 +44,8 @@ class _Recurrent(Layer):
 
     def __init__(self, in_features: int | None, hidden_size: int, name: str | None = None) -> None:
         super().__init__(name)
-        if in_features is not None and (not isinstance(in_features, int) or in_features <= 0):
-            raise ValueError(f"{self._label()}: in_features must be a positive int or None, got {in_features!r}")
-        if not isinstance(hidden_size, int) or hidden_size <= 0:
-            raise ValueError(f"{self._label()}: hidden_size must be a positive int, got {hidden_size!r}")
+        in_features = int_setting(in_features, self._label(), "in_features", none_ok=True)
+        hidden_size = int_setting(hidden_size, self._label(), "hidden_size")
         self.in_features = in_features
         self.hidden_size = hidden_size
         self.h: Variable | None = None

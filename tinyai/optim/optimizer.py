@@ -27,6 +27,7 @@ from typing import Any, Iterator
 
 from tinyai.autograd import Variable, no_grad
 from tinyai.backend import get_array_module, is_array, to_cpu
+from tinyai.backend.settings import is_number
 from tinyai.nn import Layer
 
 logger = logging.getLogger(__name__)
@@ -141,12 +142,12 @@ class Optimizer:
     def __init__(self, params: Any, lr: float, weight_decay: float = 0.0,
                  max_grad_norm: float | None = None) -> None:
         name = type(self).__name__
-        if not lr >= 0:
-            raise ValueError(f"{name}: lr must be >= 0, got {lr}")
-        if not weight_decay >= 0:
-            raise ValueError(f"{name}: weight_decay must be >= 0, got {weight_decay}")
-        if max_grad_norm is not None and not max_grad_norm > 0:
-            raise ValueError(f"{name}: max_grad_norm must be > 0 or None, got {max_grad_norm}")
+        if not is_number(lr) or not lr >= 0:
+            raise ValueError(f"{name}: lr must be >= 0, got {lr!r} (a finite number)")
+        if not is_number(weight_decay) or not weight_decay >= 0:
+            raise ValueError(f"{name}: weight_decay must be >= 0, got {weight_decay!r} (a finite number)")
+        if max_grad_norm is not None and (not is_number(max_grad_norm) or not max_grad_norm > 0):
+            raise ValueError(f"{name}: max_grad_norm must be > 0 or None, got {max_grad_norm!r} (a finite number)")
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.max_grad_norm = None if max_grad_norm is None else float(max_grad_norm)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import threading
 from typing import Any, Mapping
 
+from tinyai.backend.settings import is_int
+
 
 class GradientAggregator:
     """Thread-safe weighted average of the gradients of ``expected_submissions`` shards.
@@ -31,7 +33,7 @@ class GradientAggregator:
     """
 
     def __init__(self, expected_submissions: int) -> None:
-        if not isinstance(expected_submissions, int) or expected_submissions < 1:
+        if not is_int(expected_submissions) or expected_submissions < 1:
             raise ValueError(f"GradientAggregator: expected_submissions must be a positive integer, "
                              f"got {expected_submissions!r}")
         self.expected_submissions = expected_submissions

@@ -45,6 +45,7 @@ import numpy as np
 
 from tinyai.autograd import Variable, no_grad, test_mode
 from tinyai.backend import get_array_module, is_array, using_rng
+from tinyai.backend.settings import is_int
 from tinyai.nn import Layer, MlpBlock, Parameter, SequentialBlock
 from tinyai.parallel.sharding import shard_bounds
 
@@ -201,7 +202,7 @@ def split_into_stages(block: SequentialBlock | MlpBlock | Sequence[Layer], n: in
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
             raise TypeError(f"split_into_stages: item {i} is a {type(layer).__name__}, not a Layer")
-    if not isinstance(n, int) or not 1 <= n <= len(layers):
+    if not is_int(n) or not 1 <= n <= len(layers):
         raise ValueError(f"split_into_stages: n must be an int from 1 to the number of layers "
                          f"({len(layers)}), got {n!r}")
     groups = _balanced_groups([layer.num_params() for layer in layers], n)
@@ -275,7 +276,7 @@ class PipelineParallel:
                     raise ValueError(f"PipelineParallel: parameter {name!r} of stage {k} is also in stage "
                                      f"{owner[id(p)]}; a parameter may belong to one stage only")
                 owner[id(p)] = k
-        if not isinstance(micro_batches, int) or micro_batches < 1:
+        if not is_int(micro_batches) or micro_batches < 1:
             raise ValueError(f"PipelineParallel: micro_batches must be an int >= 1, got {micro_batches!r}")
         if not timeout > 0:
             raise ValueError(f"PipelineParallel: timeout must be positive, got {timeout!r}")

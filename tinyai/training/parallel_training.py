@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Any
 
+from tinyai.backend.settings import is_int
 from tinyai.parallel.auto import choose_backend
 from tinyai.parallel.engine import DataParallel, StepOutcome
 from tinyai.parallel.utils import is_model_parallelizable
@@ -23,9 +24,9 @@ BACKENDS = ("auto", "thread", "process", "mpi")
 
 def check_thread_count(thread_count: Any, where: str) -> int:
     """``thread_count`` as an int >= 0, or a ValueError naming ``where``."""
-    if isinstance(thread_count, bool) or not isinstance(thread_count, int) or thread_count < 0:
+    if not is_int(thread_count) or thread_count < 0:
         raise ValueError(f"{where}: thread_count must be an int >= 0 (0 = automatic), got {thread_count!r}")
-    return thread_count
+    return int(thread_count)
 
 
 class ParallelTraining:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from tinyai.autograd import Variable
+from tinyai.backend.settings import is_int
 from tinyai.nn.activation import ReLU
 from tinyai.nn.block import Block
 from tinyai.nn.conv import Conv2d
@@ -32,7 +33,7 @@ class SimpleConvNet(Block):
         super().__init__(name)
         if len(channels) != 2:
             raise ValueError(f"{self._label()}: channels must give two sizes, got {tuple(channels)}")
-        if not isinstance(image_size, int) or image_size < 4:
+        if not is_int(image_size) or image_size < 4:
             raise ValueError(f"{self._label()}: image_size must be an int >= 4 (two 2x2 poolings), got {image_size!r}")
         self.in_channels = in_channels
         self.image_size = image_size

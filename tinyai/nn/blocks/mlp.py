@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from tinyai.autograd import Variable
+from tinyai.backend.settings import int_setting, is_int
 from tinyai.nn.activation import activation_init, get_activation
 from tinyai.nn.block import Block
 from tinyai.nn.layer import Layer
@@ -33,10 +34,10 @@ class MlpBlock(Block):
         super().__init__(name)
         if len(sizes) < 2:
             raise ValueError(f"{self._label()}: needs at least two sizes (input and output), got {list(sizes)}")
-        if not all(isinstance(s, int) and s > 0 for s in sizes):
+        if not all(is_int(s) and s > 0 for s in sizes):
             raise ValueError(f"{self._label()}: sizes must be positive ints, got {list(sizes)}")
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise ValueError(f"{self._label()}: batch_size must be a positive int, got {batch_size!r}")
+        sizes = [int(s) for s in sizes]
+        batch_size = int_setting(batch_size, self._label(), "batch_size")
         get_activation(activation, self._label())  # reject a bad name even when there is no hidden layer
         self.batch_size = batch_size
         self.sizes = tuple(sizes)

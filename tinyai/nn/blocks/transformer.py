@@ -18,6 +18,7 @@ import numpy as np
 
 from tinyai.autograd import Variable, no_grad
 from tinyai.backend import get_array_module, to_cpu
+from tinyai.backend.settings import int_setting
 from tinyai.nn.block import Block
 from tinyai.nn.embedding import Embedding
 from tinyai.nn.layer import Layer
@@ -28,8 +29,7 @@ from tinyai.nn.transformer import TransformerDecoderLayer, TransformerEncoderLay
 
 
 def _check_count(label: str, num_layers: int) -> None:
-    if not isinstance(num_layers, int) or num_layers <= 0:
-        raise ValueError(f"{label}: num_layers must be a positive int, got {num_layers!r}")
+    int_setting(num_layers, label, "num_layers")
 
 
 class TransformerEncoder(Block):
