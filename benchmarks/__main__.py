@@ -36,9 +36,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.blas_threads is not None:
         try:
-            from threadpoolctl import threadpool_limits  # dev extra: pip install 'tinyai[dev]'
+            from threadpoolctl import threadpool_limits  # dev extra: pip install 'tinyai-numpy[dev]'
         except ImportError:
-            parser.error("--blas-threads needs threadpoolctl: pip install 'tinyai[dev]'")
+            parser.error("--blas-threads needs threadpoolctl: pip install 'tinyai-numpy[dev]'")
         # Kept alive until the process ends: the limit holds for every section.
         _limit = threadpool_limits(limits=args.blas_threads, user_api="blas")  # noqa: F841
     machine = machine_info()

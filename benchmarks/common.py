@@ -129,7 +129,7 @@ def machine_info() -> dict[str, Any]:
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     try:
-        from threadpoolctl import threadpool_info  # dev extra: pip install 'tinyai[dev]'
+        from threadpoolctl import threadpool_info  # dev extra: pip install 'tinyai-numpy[dev]'
     except ImportError:
         info["blas"] = "unknown (install threadpoolctl, in the dev extra, to see BLAS threads)"
     else:

@@ -75,7 +75,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``tinyai`` command line: ``tinyai demo`` and ``tinyai train [options]``."""
+    import tinyai
+
     parser = argparse.ArgumentParser(prog="tinyai", description="tinyai: deep learning from scratch on NumPy")
+    parser.add_argument("--version", action="version", version=f"tinyai {tinyai.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the autograd demo (Newton's method with second derivatives)")
     demo.set_defaults(run=_autograd_demo)

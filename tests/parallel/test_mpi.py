@@ -38,8 +38,8 @@ MPIEXEC = _find_mpiexec()
 HAS_MPI4PY = importlib.util.find_spec("mpi4py") is not None
 needs_mpi = pytest.mark.skipif(
     not HAS_MPI4PY or MPIEXEC is None,
-    reason="mpi4py is not installed (pip install 'tinyai[mpi]')" if not HAS_MPI4PY else
-    "no mpiexec beside the Python interpreter or on PATH (pip install 'tinyai[mpi]' brings MPICH's)")
+    reason="mpi4py is not installed (pip install 'tinyai-numpy[mpi]')" if not HAS_MPI4PY else
+    "no mpiexec beside the Python interpreter or on PATH (pip install 'tinyai-numpy[mpi]' brings MPICH's)")
 
 
 def _launch(args, out, ranks=None):
@@ -228,7 +228,7 @@ def test_missing_mpi4py_names_the_extra(monkeypatch):
     from tinyai.parallel.mpi import MpiDataParallel
 
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # makes "from mpi4py import MPI" fail
-    with pytest.raises(ImportError, match=r"pip install 'tinyai\[mpi\]'"):
+    with pytest.raises(ImportError, match=r"pip install 'tinyai-numpy\[mpi\]'"):
         MpiDataParallel(object(), ClassLoss())
 
 

@@ -92,5 +92,5 @@ def test_one_hot_labels_are_accepted(tmp_path):
 
 def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
-    with pytest.raises(ImportError, match=r"Plot.save: plotting needs matplotlib.*tinyai\[viz\]"):
+    with pytest.raises(ImportError, match=r"Plot.save: plotting needs matplotlib.*tinyai-numpy\[viz\]"):
         Plot().line([1.0, 2.0]).save(tmp_path / "x.png")

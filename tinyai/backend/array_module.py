@@ -81,7 +81,7 @@ def gpu_unavailable_reason() -> str:
     cupy = _load_cupy()
     if cupy is None:
         return (f"CuPy could not be imported ({_cupy_error}); "
-                "install the GPU extra: pip install 'tinyai[gpu]'")
+                "install the GPU extra: pip install 'tinyai-numpy[gpu]'")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:

@@ -72,7 +72,7 @@ def load_mpi() -> Any:
         from mpi4py import MPI
     except ImportError as error:
         raise ImportError("tinyai's MPI backend needs mpi4py and an MPI library: "
-                          "pip install 'tinyai[mpi]' (installs mpi4py and mpich)") from error
+                          "pip install 'tinyai-numpy[mpi]' (installs mpi4py and mpich)") from error
     return MPI
 
 

@@ -39,7 +39,7 @@ try:
     from hypothesis import strategies as st
     from hypothesis.extra import numpy as hnp
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError("tinyai.testing.strategies needs hypothesis: pip install 'tinyai[dev]'") from exc
+    raise ImportError("tinyai.testing.strategies needs hypothesis: pip install 'tinyai-numpy[testing]'") from exc
 
 __all__ = [
     "shapes", "float_arrays", "broadcastable_shapes", "broadcastable_arrays", "nonzero_arrays",

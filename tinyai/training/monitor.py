@@ -163,14 +163,14 @@ class Monitor:
         Returns:
             The matplotlib ``Figure``.
 
-        matplotlib is an optional dependency (``pip install 'tinyai[viz]'``).
+        matplotlib is an optional dependency (``pip install 'tinyai-numpy[viz]'``).
         Without a display (a server, CI) the Agg backend is used, so saving a
         file always works.
         """
         try:
             import matplotlib
         except ImportError as error:
-            raise ImportError("Monitor.plot needs matplotlib: pip install 'tinyai[viz]'") from error
+            raise ImportError("Monitor.plot needs matplotlib: pip install 'tinyai-numpy[viz]'") from error
         headless = os.name != "nt" and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
         if headless and not os.environ.get("MPLBACKEND") and "matplotlib.pyplot" not in sys.modules:
             # Choose Agg before pyplot is imported (afterwards the choice is made);

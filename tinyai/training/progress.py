@@ -5,7 +5,7 @@ Three modes:
     "bar"   a tqdm progress bar per epoch with the running loss and samples/s
             (``tqdm.auto``: a widget inside Jupyter, text in a terminal); the
             bar stays on screen with the epoch's final numbers. Without tqdm
-            installed (``pip install 'tinyai[progress]'``) it falls back to "line".
+            installed (``pip install 'tinyai-numpy[progress]'``) it falls back to "line".
     "line"  one summary line per epoch.
     "off"   nothing.
 """
@@ -69,7 +69,7 @@ class EpochProgress:
             tqdm = _load_tqdm()
             if tqdm is None:
                 if not EpochProgress._warned_no_tqdm:
-                    logger.warning("progress bar needs tqdm (pip install 'tinyai[progress]'); "
+                    logger.warning("progress bar needs tqdm (pip install 'tinyai-numpy[progress]'); "
                                    "showing one line per epoch instead")
                     EpochProgress._warned_no_tqdm = True
                 self.mode = "line"

@@ -22,7 +22,7 @@ from tinyai.autograd import Variable, no_grad
 from tinyai.backend import get_default_dtype, to_cpu
 
 _MATPLOTLIB_MISSING = ("{where}: plotting needs matplotlib; install the viz extra: "
-                       "pip install 'tinyai[viz]'")
+                       "pip install 'tinyai-numpy[viz]'")
 
 
 def _matplotlib(where: str):
