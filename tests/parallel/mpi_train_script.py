@@ -7,14 +7,14 @@ OUT_DIR/<scenario>.rank<k>.npz; the test compares those files with
 single-thread training done in the test process, from the same set-up
 functions below. Scenarios:
 
-* ``train``: a few MpiDataParallel steps of an MLP and of a CNN with batch
+* ``train``: a few DataParallel(backend="mpi") steps of an MLP and of a CNN with batch
   norm and dropout, then two epochs of ``Trainer(parallel_backend="mpi")``
   with line progress (to OUT_DIR/stdout.rank<k>) and a checkpoint per rank
   path (only rank 0 may write one);
 * ``single``: the Trainer part of ``train``, started without mpiexec (one
   rank: it must fall back to single-thread training);
 * ``fail``: rank 1's shard raises in an MLP step (no batch norm): every rank
-  must raise the same ShardError, which it writes down, and exit 0;
+  must raise the same WorkerError, which it writes down, and exit 0;
 * ``fail-bn``: rank 1's shard raises in the loss, after synchronised batch
   norm already ran: the job must be aborted, not hang;
 * ``fail-early``: rank 1 raises before its first batch-norm call, while rank
@@ -31,7 +31,7 @@ import tinyai.functions as F
 from tinyai import nn, optim
 from tinyai.backend import default_dtype
 from tinyai.data import ArrayDataset
-from tinyai.parallel.engine import ShardError
+from tinyai.parallel import DataParallel, WorkerError
 from tinyai.training import AccuracyEval, Trainer
 
 from tests.parallel.models import ClassLoss, ExplodingLoss, MeanSquared, TwoLayerNet
@@ -170,15 +170,18 @@ def communicator_sums(rank):
 def main(scenario, out):
     from mpi4py import MPI
 
-    from tinyai.parallel.mpi import MpiDataParallel
+    from tinyai.parallel.executor.mpi import MpiExecutor
+
+    def mpi_engine(model, loss, **kwargs):
+        return DataParallel(model, loss, backend="mpi", **kwargs)
 
     rank = MPI.COMM_WORLD.Get_rank()
     out = Path(out)
     result = {}
     if scenario == "train":
         result.update(communicator_sums(rank))
-        result.update(run_engine_steps(mlp_setup, "mlp.", MpiDataParallel))
-        result.update(run_engine_steps(cnn_setup, "cnn.", MpiDataParallel))
+        result.update(run_engine_steps(mlp_setup, "mlp.", mpi_engine))
+        result.update(run_engine_steps(cnn_setup, "cnn.", mpi_engine))
         sys.stdout = open(out / f"stdout.rank{rank}", "w")  # the Trainer's progress goes here
         result.update(run_trainer(out, rank, enable_parallel=True, parallel_backend="mpi"))
         sys.stdout.close()
@@ -193,16 +196,16 @@ def main(scenario, out):
         x, y = batches[0]
         y = np.abs(y)
         y[5, 0] = -1.0  # rank 1's shard starts at row 5 on two ranks
-        engine = MpiDataParallel(model, ExplodingLoss())
+        engine = mpi_engine(model, ExplodingLoss())
         try:
             engine.compute_gradients(x, y)
             result["error"] = np.array("")
-        except ShardError as error:
+        except WorkerError as error:
             result["error"] = np.array(str(error))
             result["worker_id"] = np.array(error.worker_id)
         engine.shutdown()
         # on_error="skip": the step goes on with rank 0's shard alone.
-        engine = MpiDataParallel(model, ExplodingLoss(), on_error="skip")
+        engine = mpi_engine(model, ExplodingLoss(), on_error="skip")
         outcome = engine.compute_gradients(x, y)
         engine.shutdown()
         result["skip.counts"] = np.array([outcome.ok_shards, outcome.failed_shards, outcome.batch_size])
@@ -216,7 +219,8 @@ def main(scenario, out):
             labels[4] = 3  # rank 1's shard (rows 4..6) fails in the loss, after batch norm
         else:
             x[4, 0, 0, 0] = -1000.0  # rank 1's shard fails before its batch norm
-        engine = MpiDataParallel(model, ExplodingClassLoss(), failure_timeout=1.0)
+        engine = DataParallel(model, ExplodingClassLoss(),
+                              executor=MpiExecutor(model, ExplodingClassLoss(), failure_timeout=1.0))
         engine.compute_gradients(x, labels)
         result["error"] = np.array("no failure")  # never reached: the job is aborted
     else:

@@ -30,4 +30,4 @@ def test_a_backend_that_cannot_start_is_left_out():
     y = np.ones((4, 3), dtype=np.float32)
     choice = choose_backend(model, MeanSquared(), x, y, workers=2, candidates=("single", "thread"), repeats=1)
     assert choice.backend == "single"
-    assert set(choice.timings) == {"single"}
+    assert choice.timings == {}  # nothing to measure: only one candidate can run

@@ -4,7 +4,7 @@ import pytest
 
 import tinyai as ta
 from tinyai.backend import default_dtype
-from tinyai.parallel.engine import DataParallel, ShardError
+from tinyai.parallel import DataParallel, WorkerError
 from tinyai.parallel.utils import deep_copy_model
 
 from tests.parallel.models import ClassLoss, ConvBatchNormNet, DropoutNet, ExplodingLoss, MeanSquared, TwoLayerNet
@@ -83,7 +83,7 @@ def test_failed_shard_raises_with_worker_id(backend):
         x = np.ones((4, 6), dtype=np.float32)
         y = np.ones((4, 3), dtype=np.float32)
         y[2:, 0] = -1  # the second shard fails
-        with pytest.raises(ShardError, match="worker 1 failed") as info:
+        with pytest.raises(WorkerError, match="worker 1 failed") as info:
             engine.compute_gradients(x, y)
         assert info.value.worker_id == 1
     finally:

@@ -7,6 +7,7 @@ set-up functions. The test process itself never initialises MPI.
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -143,7 +144,10 @@ def test_trainer_on_mpi_equals_single_thread_and_only_rank0_talks(trained):
     assert int(results[0]["trainer.workers"]) == ranks and bool(results[0]["trainer.enabled"])
     # Progress lines and the checkpoint come from rank 0 alone.
     lines = (out / "stdout.rank0").read_text().splitlines()
-    assert [line.split(":")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch")] == ["epoch 1/2", "epoch 2/2"]
+    stats = [line for line in lines if not line.startswith("epoch")]
+    assert len(stats) == 2 and all(re.match(rf"parallel training stats \[threads: {ranks}, successful "
+                                            r"batches: (\d+)/\1, average loss", line) for line in stats), stats
     for k in range(1, ranks):
         assert (out / f"stdout.rank{k}").read_text() == ""
     assert sorted(p.name for p in out.glob("checkpoint.*")) == ["checkpoint.rank0.npz"]
@@ -168,7 +172,7 @@ def test_failing_shard_raises_the_same_error_on_every_rank(tmp_path):
     assert code == 0, output
     for result in _rank_files(tmp_path, "fail", 2):
         assert int(result["worker_id"]) == 1
-        assert str(result["error"]) == ("mpi data parallel: rank 1 failed on its shard of 5 examples: "
+        assert str(result["error"]) == ("data parallel: worker 1 failed on its shard of 5 examples: "
                                         "ValueError: exploding loss: negative first target")
     # With on_error="skip" the gradient is rank 0's shard's mean gradient (rows 0..4), not half of it.
     model, loss, batches = script.mlp_setup()
@@ -218,18 +222,18 @@ def test_without_mpiexec_the_trainer_falls_back_to_single_thread(tmp_path):
 # -- in this process, without MPI ------------------------------------------------------------------
 
 def test_bad_on_error_is_refused_before_mpi_is_needed():
-    from tinyai.parallel.mpi import MpiDataParallel
+    from tinyai.parallel import DataParallel
 
-    with pytest.raises(ValueError, match="MpiDataParallel: on_error must be 'raise' or 'skip', got 'ignore'"):
-        MpiDataParallel(object(), ClassLoss(), on_error="ignore")
+    with pytest.raises(ValueError, match=r"on_error must be one of \('raise', 'skip'\), got 'ignore'"):
+        DataParallel(object(), ClassLoss(), backend="mpi", on_error="ignore")
 
 
 def test_missing_mpi4py_names_the_extra(monkeypatch):
-    from tinyai.parallel.mpi import MpiDataParallel
+    from tinyai.parallel import DataParallel
 
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # makes "from mpi4py import MPI" fail
     with pytest.raises(ImportError, match=r"pip install 'tinyai-numpy\[mpi\]'"):
-        MpiDataParallel(object(), ClassLoss())
+        DataParallel(object(), ClassLoss(), backend="mpi")
 
 
 def test_trainer_accepts_the_mpi_backend_and_auto_never_chooses_it():

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import tinyai as ta
-from tinyai.parallel.engine import DataParallel
-from tinyai.parallel.process_executor import ProcessExecutor, WorkerFailedError
+from tinyai.parallel import DataParallel
+from tinyai.parallel.executor.process import ProcessExecutor
+from tinyai.parallel import WorkerError
 
 from tests.parallel.models import MeanSquared, TwoLayerNet
 
@@ -62,7 +63,7 @@ def test_killed_worker_is_reported_quickly_and_cleaned_up():
     engine.compute_gradients(x, y)  # a healthy step first
     os.kill(pids[1], signal.SIGKILL)
     start = time.monotonic()
-    with pytest.raises(WorkerFailedError, match=r"worker 1 \(pid \d+\) died"):
+    with pytest.raises(WorkerError, match=r"worker 1 \(pid \d+\) died"):
         engine.compute_gradients(x, y)
     assert time.monotonic() - start < 5
     engine.shutdown()

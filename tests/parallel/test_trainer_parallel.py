@@ -110,8 +110,14 @@ def test_configure_at_any_time_and_state_queries():
     trainer.shutdown()
     trainer.shutdown()  # idempotent
     assert not trainer.is_parallel_training_enabled()
-    trainer.train()  # after shutdown, training goes on single-threaded
-    assert trainer.epoch == 1
+    with pytest.raises(RuntimeError, match=r"Trainer.train: data-parallel training is closed \(shutdown\(\) was "
+                                           r"called\); call configure_parallel_training"):
+        trainer.train()  # never silently single-threaded
+    assert trainer.epoch == 0
+    trainer.configure_parallel_training(True, thread_count=2, backend="thread")  # asked: a new pool
+    trainer.train()
+    assert trainer.epoch == 1 and trainer.get_parallel_thread_count() == 2
+    trainer.shutdown()
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "2", True])
@@ -123,14 +129,22 @@ def test_invalid_thread_counts(bad):
         trainer.configure_parallel_training(True, thread_count=bad)
 
 
-def test_thread_count_above_batch_count_is_reduced(caplog):
-    x, y = _regression_data(20)
+def test_workers_are_capped_by_samples_per_batch_not_by_batches(caplog):
+    # One batch of 6 samples: TinyAI's rule (workers <= batches) would give one worker.
+    x, y = _regression_data(8)
     model = _float64_model(TwoLayerNet)
+    reference = deep_copy_model(model)
+    _train(reference, ArrayDataset(x, y, batch_size=8), MeanSquared(), max_epoch=1)
     with caplog.at_level(logging.INFO, logger="tinyai.training.parallel_training"):
-        _, enabled, used = _train(model, ArrayDataset(x, y, batch_size=10), MeanSquared(), max_epoch=1,
-                                  enable_parallel=True, thread_count=8, parallel_backend="thread")
-    assert used == 2
-    assert "thread_count 8 is more than the 2 batches" in caplog.text
+        _, enabled, used = _train(model, ArrayDataset(x, y, batch_size=8), MeanSquared(), max_epoch=1,
+                                  enable_parallel=True, thread_count=9, parallel_backend="thread")
+    n = 6  # ArrayDataset holds 2 of the 8 samples back for testing: one training batch of 6
+    assert enabled and used == n  # one worker per sample: every shard holds one
+    assert f"thread_count 9 is more than the {n} samples of the largest batch" in caplog.text
+    cores = os.cpu_count()
+    over = [r for r in caplog.records if "more than the" in r.getMessage() and "cores" in r.getMessage()]
+    assert len(over) == (1 if 9 > cores else 0)  # one warning, not one per step
+    _assert_same(model, reference)
 
 
 def test_unreplicable_model_falls_back_with_a_warning(caplog):

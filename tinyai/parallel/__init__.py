@@ -1,5 +1,23 @@
-"""Layer 5: data-parallel training (TinyAI's ml.parallel)."""
+"""Layer 5: distributed training (TinyAI's ml.parallel).
+
+Read it as its parts:
+
+* communicators (``tinyai.parallel.comm``): how ranks talk — all-reduce,
+  all-gather, broadcast, send/recv — over threads, processes or MPI;
+* executors (``tinyai.parallel.executor``): where shards run — threads,
+  processes, MPI ranks — and how workers start, fail and stop;
+* strategies (``tinyai.parallel.strategy``): how the shards' gradients become
+  an update — synchronous all-reduce;
+* TinyAI's own pieces: ``ParallelBatchProcessor`` (one worker's work on one
+  shard), ``GradientAggregator``, and ParallelTrainingUtils as functions;
+* pipeline parallelism (``tinyai.parallel.pipeline``).
+"""
 from tinyai.parallel.aggregator import GradientAggregator
+from tinyai.parallel.engine import DataParallel
+from tinyai.parallel.executor import Executor, WorkerContext, WorkerError, make_executor
+from tinyai.parallel.options import ParallelOptions
+from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor
+from tinyai.parallel.strategy import StepOutcome, Strategy, SynchronousAllReduce
 from tinyai.parallel.utils import (
     apply_aggregated_gradients,
     deep_copy_model,
@@ -15,13 +33,16 @@ from tinyai.parallel.comm import (
     ThreadWorld,
     spmd,
 )
-from tinyai.parallel.mpi import MpiCommunicator, MpiDataParallel
+from tinyai.parallel.mpi import MpiCommunicator
 from tinyai.parallel.pipeline import PipelineParallel, PipelineStageError, bubble_fraction, split_into_stages
 
 __all__ = [
     "GradientAggregator", "deep_copy_model", "is_model_parallelizable", "get_recommended_thread_count",
     "apply_aggregated_gradients", "format_parallel_stats",
+    "ParallelBatchProcessor", "BatchProcessResult",
+    "DataParallel", "ParallelOptions", "Executor", "WorkerContext", "WorkerError", "make_executor",
+    "Strategy", "StepOutcome", "SynchronousAllReduce",
     "PipelineParallel", "PipelineStageError", "split_into_stages", "bubble_fraction",
-    "MpiCommunicator", "MpiDataParallel",
+    "MpiCommunicator",
     "Communicator", "CommunicatorError", "ThreadCommunicator", "ThreadWorld", "spmd", "SpmdError",
 ]

@@ -49,7 +49,20 @@ def is_model_parallelizable(model: Any) -> bool:
 
 
 def get_recommended_thread_count(batch_count: int) -> int:
-    """75% of the machine's cores, at most ``batch_count``, at least 1."""
+    """TinyAI's rule: 75% of the machine's cores (rounded down), at most ``batch_count``, at least 1.
+
+    ``batch_count`` is the work available: the number of pieces that can run
+    at once. (TinyAI counted batches, since each of its threads took whole
+    batches; tinyai splits every batch, so the Trainer passes the samples of
+    the largest batch.) The Trainer's ``thread_count=0`` does not use the 75%:
+    see ``tinyai.training.parallel_training.default_worker_count``.
+
+    >>> import os
+    >>> get_recommended_thread_count(1)
+    1
+    """
+    if isinstance(batch_count, bool) or not isinstance(batch_count, int) or batch_count < 0:
+        raise ValueError(f"get_recommended_thread_count: batch_count must be an int >= 0, got {batch_count!r}")
     cores = os.cpu_count() or 1
     return max(1, min(int(cores * 0.75), batch_count))
 
@@ -75,10 +88,13 @@ def apply_aggregated_gradients(model: Any, gradients: Mapping[str, Any], accumul
             param.grad = Variable(grad, requires_grad=False)
 
 
-def format_parallel_stats(threads: int, ok_batches: int, total_batches: int, avg_loss: float,
-                          ms: float) -> str:
-    """One line of statistics for an epoch of parallel training."""
-    skipped = total_batches - ok_batches
-    text = (f"parallel: {threads} workers, {ok_batches}/{total_batches} batches ok"
-            f"{f' ({skipped} skipped)' if skipped else ''}, avg loss {avg_loss:.4f}, {ms:.1f} ms")
-    return text
+def format_parallel_stats(thread_count: int, successful_batches: int, total_batches: int, average_loss: float,
+                          processing_time_ms: float) -> str:
+    """TinyAI's one-line statistics of an epoch of parallel training.
+
+    >>> format_parallel_stats(2, 9, 10, 0.25, 1234.4)
+    'parallel training stats [threads: 2, successful batches: 9/10, average loss: 0.250000, processing time: 1234ms]'
+    """
+    return (f"parallel training stats [threads: {thread_count}, successful batches: "
+            f"{successful_batches}/{total_batches}, average loss: {average_loss:.6f}, "
+            f"processing time: {processing_time_ms:.0f}ms]")

@@ -1,86 +1,103 @@
-"""The Trainer's data-parallel side: its settings, the running engine, and the choice of backend.
+"""The Trainer's data-parallel side: its options, the running executor and strategy, and their life cycle.
 
 TinyAI's Trainer switches between ``singleThreadTrain`` and ``parallelTrain``
 by a flag. Here the flag and everything that keeps it honest live in one
-object: ``ParallelTraining`` validates the settings, checks that the model
-can be replicated (falling back to single-thread with a logged warning if
-not), starts the workers, and releases them again.
+object: ``ParallelTraining`` holds the validated options, decides how many
+workers a step gets, checks that the model can be replicated (falling back
+to single-thread with a logged warning if not), picks the backend ("auto"
+measures), starts an executor with a strategy, and releases them again.
+
+Life cycle: ``start`` (at ``Trainer.init`` and on ``configure``) -> ``step``
+and ``apply_update`` per batch -> ``shutdown``. After ``shutdown`` (or after
+a failure released the workers) the object is *closed*: another step raises
+a clear error instead of silently training on one thread, until
+``configure`` is called to start afresh.
 """
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import Any
 
-from tinyai.backend.settings import is_int
-from tinyai.parallel.auto import choose_backend
-from tinyai.parallel.engine import DataParallel, StepOutcome
-from tinyai.parallel.utils import is_model_parallelizable
+from tinyai.parallel.auto import CANDIDATES, choose_backend
+from tinyai.parallel.engine import DataParallel
+from tinyai.parallel.options import ParallelOptions, check_thread_count
+from tinyai.parallel.strategy import StepOutcome
+from tinyai.parallel.utils import format_parallel_stats, is_model_parallelizable
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "thread", "process", "mpi")
+__all__ = ["ParallelTraining", "check_thread_count", "default_worker_count"]
+
+#: Seconds the workers get to stop after a failure or Ctrl-C before they are abandoned or killed.
+FAILURE_STOP_TIMEOUT = 1.0
 
 
-def check_thread_count(thread_count: Any, where: str) -> int:
-    """``thread_count`` as an int >= 0, or a ValueError naming ``where``."""
-    if not is_int(thread_count) or thread_count < 0:
-        raise ValueError(f"{where}: thread_count must be an int >= 0 (0 = automatic), got {thread_count!r}")
-    return int(thread_count)
+def default_worker_count(max_samples: int) -> int:
+    """thread_count=0: one worker per core, at most one per sample of the largest batch.
+
+    TinyAI's rule (``get_recommended_thread_count``) keeps a quarter of the
+    cores free; here the master only waits while the shards run, so every
+    core can take a shard (on 2 cores the 75% rule would mean no parallelism).
+    """
+    return max(1, min(os.cpu_count() or 1, max_samples))
 
 
 class ParallelTraining:
-    """Data-parallel settings of a Trainer and the engine that carries them out.
+    """Data-parallel options of a Trainer and the engine (executor + strategy) that carries them out.
 
     Args:
         enable: whether to train data-parallel.
-        thread_count: workers per step; 0 chooses one per core, at most the
-            number of batches.
-        backend: "thread", "process", or "auto" (time a few steps of each,
-            single-thread included, and keep the fastest); or "mpi": the
-            ranks of an MPI job (``mpiexec -n K python train.py``) are the
-            workers, ``thread_count`` is ignored, and "auto" never picks it.
-        on_error: "raise" or "skip" for a shard that fails (see DataParallel).
+        options: a ``ParallelOptions`` (backend, thread_count, on_error, step_timeout).
     """
 
-    def __init__(self, enable: bool = False, thread_count: int = 0, backend: str = "auto",
-                 on_error: str = "raise") -> None:
-        if on_error not in ("raise", "skip"):
-            raise ValueError(f"Trainer: on_error must be 'raise' or 'skip', got {on_error!r}")
-        self.on_error = on_error
+    def __init__(self, enable: bool = False, options: ParallelOptions | None = None) -> None:
+        self.options = options if options is not None else ParallelOptions()
         self.engine: DataParallel | None = None
         self.workers = 0
         self.chosen_backend: str | None = None
+        self.enabled = bool(enable)
+        #: Why this object is closed (shut down, or released after a failure), or None.
+        self.closed: str | None = None
         #: False on the MPI ranks other than 0, which neither print nor write checkpoints.
         self.is_root = True
-        self.configure(enable, thread_count, backend)
+        self._lock = threading.Lock()
+
+    @property
+    def thread_count(self) -> int:
+        return self.options.thread_count
+
+    @property
+    def backend(self) -> str:
+        return self.options.backend
 
     def configure(self, enable: bool, thread_count: int = 0, backend: str = "auto") -> None:
-        """New settings; a running engine is shut down first."""
-        check_thread_count(thread_count, "configure_parallel_training")
-        if backend not in BACKENDS:
-            raise ValueError(f"configure_parallel_training: backend must be one of {BACKENDS}, got {backend!r}")
-        self.stop()
+        """New settings; a running engine is shut down first, and a closed one opens again."""
+        options = ParallelOptions(backend, check_thread_count(thread_count, "configure_parallel_training"),
+                                  self.options.on_error, self.options.step_timeout)
+        self._release(30)
+        self.options = options
         self.enabled = bool(enable)
         self.is_root = True
-        self.thread_count = thread_count
-        self.backend = backend
+        self.closed = None
 
     @property
     def active(self) -> bool:
         """True while an engine with live workers is running."""
-        return self.engine is not None and self.engine.alive
+        engine = self.engine
+        return engine is not None and engine.alive and self.closed is None
 
     @property
     def running(self) -> bool:
-        """True while an engine is started: training goes through it (a dead
-        worker then makes the step fail loudly instead of training on silently
-        in one thread)."""
-        return self.engine is not None
+        """True when training goes through ``step``: an engine is started, or it was and has been
+        closed (a step then raises instead of training on silently in one thread)."""
+        return self.engine is not None or (self.closed is not None and self.enabled)
 
     def start(self, model: Any, loss: Any, train_set: Any) -> None:
         """Check the model and start the workers (or decide that single-thread is better)."""
-        self.stop()
+        self._release(30)
+        self.closed = None
         if not self.enabled:
             return
         if self.backend == "mpi":
@@ -89,10 +106,10 @@ class ParallelTraining:
         batches = train_set.get_batches()
         if not batches:
             return
-        workers = self._worker_count(len(batches))
+        workers = self._worker_count(max(batch.size for batch in batches))
         if workers < 2:
-            logger.warning("data parallel: %d worker(s) for %d batches; training single-threaded",
-                           workers, len(batches))
+            logger.warning("data parallel: %d worker for batches of at most %d samples; training "
+                           "single-threaded", workers, max(batch.size for batch in batches))
             self.enabled = False
             return
         if not is_model_parallelizable(model):
@@ -100,54 +117,107 @@ class ParallelTraining:
             self.enabled = False
             return
         backend = self.backend
+        engine = None
         if backend == "auto":
-            sample = batches[0]
-            choice = choose_backend(model, loss, sample.x, sample.y, workers)
-            backend = choice.backend
+            sample = max(batches, key=lambda b: b.size)
+            choice = choose_backend(model, loss, sample.x, sample.y, workers, CANDIDATES, keep_engine=True,
+                                    step_timeout=self.options.step_timeout)
+            backend, engine = choice.backend, choice.engine
             timings = ", ".join(f"{name} {seconds * 1e3:.1f} ms" for name, seconds in choice.timings.items())
             logger.info("data parallel: auto chose %s for batches of %d (%s)", backend, sample.size, timings)
             if backend == "single":
                 self.chosen_backend = "single"
                 return
-        self.engine = DataParallel(model, loss, workers, backend=backend, on_error=self.on_error)
+            engine.model = model  # the probes ran on a replica; the real steps go to the master
+            engine.strategy.bind(model, loss, engine.executor)
+        if engine is None:
+            engine = DataParallel(model, loss, workers, backend=backend, on_error=self.options.on_error,
+                                  step_timeout=self.options.step_timeout)
+        engine.strategy.on_error = self.options.on_error
+        self.engine = engine
         self.workers = workers
         self.chosen_backend = backend
+        logger.info("data parallel: %d %s workers started", workers, backend)
 
     def _start_mpi(self, model: Any, loss: Any) -> None:
         """Join the MPI job this script was launched in; its ranks split every batch."""
-        from tinyai.parallel.mpi import MpiDataParallel
-
-        engine = MpiDataParallel(model, loss, on_error=self.on_error)
+        engine = DataParallel(model, loss, backend="mpi", on_error=self.options.on_error)
         self.is_root = engine.is_root
-        if engine.size < 2:
+        size = engine.executor.workers
+        if size < 2:
             logger.warning("data parallel: the MPI job has a single rank (launch with mpiexec -n K); "
                            "training single-threaded")
             engine.shutdown()
             self.enabled = False
             return
-        if self.thread_count not in (0, engine.size):
+        if self.thread_count not in (0, size):
             logger.warning("data parallel: thread_count %d is ignored by the mpi backend; the %d ranks of "
-                           "the MPI job are the workers", self.thread_count, engine.size)
+                           "the MPI job are the workers", self.thread_count, size)
         self.engine = engine
-        self.workers = engine.size
+        self.workers = size
         self.chosen_backend = "mpi"
 
-    def _worker_count(self, batch_count: int) -> int:
+    def _worker_count(self, max_samples: int) -> int:
+        """Workers per step: thread_count (or the default), at most one per sample of the largest batch."""
+        cores = os.cpu_count() or 1
         if self.thread_count == 0:
-            return max(1, min(os.cpu_count() or 1, batch_count))
-        if self.thread_count > batch_count:
-            logger.info("data parallel: thread_count %d is more than the %d batches; using %d",
-                        self.thread_count, batch_count, batch_count)
-            return batch_count
+            return default_worker_count(max_samples)
+        if self.thread_count > cores:
+            logger.warning("data parallel: thread_count %d is more than the %d cores of this machine; the "
+                           "workers will take turns on the cores and each step gets slower", self.thread_count,
+                           cores)
+        if self.thread_count > max_samples:
+            logger.info("data parallel: thread_count %d is more than the %d samples of the largest batch "
+                        "(each shard needs one); using %d", self.thread_count, max_samples, max_samples)
+            return max_samples
         return self.thread_count
 
-    def step(self, x: Any, y: Any) -> StepOutcome:
-        """The gradient of the batch's mean loss, left on the master's parameters."""
-        return self.engine.compute_gradients(x, y)
+    def check_open(self, where: str) -> None:
+        """Raise a clear error if this object was closed."""
+        if self.closed is not None and self.enabled:
+            raise RuntimeError(f"{where}: data-parallel training is closed ({self.closed}); call "
+                               "configure_parallel_training(True, ...) to start new workers, or create a "
+                               "new Trainer")
 
-    def stop(self, timeout: float = 30) -> None:
-        """Release the workers, if any. Safe to call twice."""
-        if self.engine is not None:
+    def step(self, x: Any, y: Any) -> StepOutcome:
+        """One step's shard work (with the default strategy, the batch's mean gradient lands on p.grad)."""
+        engine = self.engine
+        if engine is None:
+            self.check_open("Trainer.train")
+            raise RuntimeError("Trainer.train: data-parallel training has no running workers")
+        return engine.compute_gradients(x, y)
+
+    def apply_update(self, optimizer: Any) -> None:
+        """The strategy's update (``optimizer.update()`` for synchronous all-reduce)."""
+        self.engine.strategy.apply_update(optimizer)
+
+    def stats_line(self, ok_batches: int, total_batches: int, avg_loss: float, ms: float) -> str:
+        """TinyAI's per-epoch statistics line for this engine (``format_parallel_stats``)."""
+        return format_parallel_stats(self.workers, ok_batches, total_batches, avg_loss, ms)
+
+    def _release(self, timeout: float) -> bool:
+        """Shut the engine down, if any. True if every worker stopped by itself."""
+        with self._lock:
             engine, self.engine = self.engine, None
-            engine.shutdown(timeout)
         self.workers = 0
+        if engine is None:
+            return True
+        return engine.shutdown(timeout)
+
+    def stop_after_failure(self, error: BaseException) -> None:
+        """Release the workers quickly after ``error`` (a failed step, Ctrl-C) and close."""
+        if self.engine is None:
+            return
+        clean = self._release(FAILURE_STOP_TIMEOUT)
+        what = "Ctrl-C" if isinstance(error, KeyboardInterrupt) else type(error).__name__
+        self.closed = f"the workers were released after {what}" + ("" if clean else "; a hung worker was abandoned")
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Release the workers within about ``timeout`` seconds and close. Safe to call twice, and
+        from another thread while a step runs (that step then raises ``WorkerError``)."""
+        had_engine = self.engine is not None
+        clean = self._release(timeout)
+        if had_engine or self.enabled:
+            self.closed = "shutdown() was called" + ("" if clean else "; a hung worker was abandoned")
+            logger.info("data parallel: parallel training resources released")
+

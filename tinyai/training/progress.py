@@ -112,6 +112,12 @@ class EpochProgress:
             self.stream.write(f"epoch {self.epoch:>{width}}/{self.max_epoch}: {shown}, {elapsed:.1f}s, {rate}\n")
             self.stream.flush()
 
+    def note(self, text: str) -> None:
+        """One more line after the epoch's summary (line mode only; a bar has no room for it)."""
+        if self.mode == "line":
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
     def abort(self) -> None:
         """Close the bar after an error, without a summary."""
         if self.bar is not None:

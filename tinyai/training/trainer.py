@@ -23,13 +23,14 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from typing import Any, TextIO
 
 from tinyai.autograd import Variable
 from tinyai.backend import get_state, set_state
 from tinyai.backend.settings import int_setting
-from tinyai.parallel.engine import ShardError
-from tinyai.parallel.process_executor import WorkerFailedError
+from tinyai.parallel.executor.base import WorkerError
+from tinyai.parallel.options import ParallelOptions
 from tinyai.training.checkpoint import load_checkpoint, save_checkpoint
 from tinyai.training.evaluator import Evaluator, batch_variables
 from tinyai.training.monitor import Monitor
@@ -65,8 +66,8 @@ class Trainer:
             over ``thread_count`` workers, their gradients are averaged, and
             the optimizer updates once; the result equals single-thread
             training on the same batches (see ``tinyai.parallel``).
-        thread_count: workers for data-parallel training (0: one per core, at
-            most the number of batches).
+        thread_count: workers for data-parallel training (0: one per core;
+            at most one per sample of the largest batch).
         progress: True (a tqdm bar per epoch), False (one line per epoch),
             None (silent), or "bar"/"line"/"off".
         on_nan: what a NaN or infinite loss, or a finite loss with NaN or
@@ -91,6 +92,9 @@ class Trainer:
             the epoch's ``skipped_shards`` counts them).
         accumulate_steps: average the gradients of this many consecutive
             batches (weighted by their sizes) before each optimizer update.
+        step_timeout: in data-parallel training, seconds one step may take
+            before a worker still busy is reported as hung (``WorkerError``);
+            None waits for ever.
         dataset, model, loss, optimizer: given together, ``init`` is done
             here, so ``Trainer(5, dataset=..., model=..., loss=..., optimizer=...).train()``
             is one line; left out, call ``init`` yourself (TinyAI's way).
@@ -100,8 +104,8 @@ class Trainer:
                  enable_parallel: bool = False, thread_count: int = 0, *, progress: bool | str | None = True,
                  on_nan: str = "raise", eval_every: int = 1, checkpoint_path: str | os.PathLike | None = None,
                  stream: TextIO | None = None, parallel_backend: str = "auto", on_error: str = "raise",
-                 accumulate_steps: int = 1, dataset: Any = None, model: Any = None, loss: Any = None,
-                 optimizer: Any = None) -> None:
+                 accumulate_steps: int = 1, step_timeout: float | None = None, dataset: Any = None,
+                 model: Any = None, loss: Any = None, optimizer: Any = None) -> None:
         max_epoch = int_setting(max_epoch, "Trainer", "max_epoch", minimum=0)
         check_on_nan(on_nan, "Trainer")
         accumulate_steps = int_setting(accumulate_steps, "Trainer", "accumulate_steps")
@@ -109,12 +113,12 @@ class Trainer:
         self.max_epoch = max_epoch
         self.monitor = monitor if monitor is not None else Monitor()
         self.evaluator = evaluator
-        self._parallel = ParallelTraining(enable_parallel, check_thread_count(thread_count, "Trainer"),
-                                          parallel_backend, on_error)
+        self._parallel = ParallelTraining(enable_parallel, ParallelOptions(
+            parallel_backend, check_thread_count(thread_count, "Trainer"), on_error, step_timeout))
         self.accumulate_steps = accumulate_steps
         self._accumulated: dict[str, Any] = {}
         self._skipped_shards = 0
-        self._closed = False
+        self._failed_batches = 0
         self.progress = resolve_mode(progress)
         self.on_nan = on_nan
         self.eval_every = eval_every
@@ -180,13 +184,12 @@ class Trainer:
         replicated falls back to single-thread training with a logged warning.
         """
         self._parallel.configure(enable, thread_count, backend)
-        self._closed = False
         if self.model is not None:
             self._parallel.start(self.model, self.loss, self.train_set)
 
     def is_parallel_training_enabled(self) -> bool:
         """True when training is enabled to run data-parallel and its workers are alive."""
-        return self._parallel.enabled and self._parallel.active and not self._closed
+        return self._parallel.enabled and self._parallel.active
 
     def get_parallel_thread_count(self) -> int:
         """The number of workers each step is split over (1: single-thread)."""
@@ -212,15 +215,16 @@ class Trainer:
             (``None`` where a metric was not measured).
         """
         self._require_init("train")
+        self._parallel.check_open("Trainer.train")
         try:
             while self.epoch < self.max_epoch:
                 self._train_epoch(self.epoch, shuffle)
                 self.epoch += 1
                 if self.checkpoint_path is not None and self._parallel.is_root:
                     self.save_checkpoint(self.checkpoint_path)
-        except BaseException:
+        except BaseException as error:
             # A failed shard, a dead worker, Ctrl-C: release every worker before the error travels on.
-            self._parallel.stop()
+            self._parallel.stop_after_failure(error)
             raise
         return self.monitor.history
 
@@ -238,6 +242,8 @@ class Trainer:
         self._group_sizes = self._accumulation_groups([batch.size for batch in batches])
         self._accumulated.clear()
         self._skipped_shards = 0
+        self._failed_batches = 0
+        started = time.perf_counter()
         display = EpochProgress(self.progress if self._parallel.is_root else "off", epoch + 1, self.max_epoch, len(batches), self.stream)
         self._progress_bar = display
         score = self.evaluator.batch_score if self.evaluator is not None else None
@@ -276,6 +282,12 @@ class Trainer:
         shown = {name: values[-1] for name, values in monitor.history.items() if name != "time"}
         display.close(shown)
         self._progress_bar = None
+        if self._parallel.running:
+            stats = self._parallel.stats_line(loss_count - self._failed_batches, len(batches),
+                                              loss_sum / loss_count if loss_count else math.nan,
+                                              (time.perf_counter() - started) * 1e3)
+            logger.info("%s", stats)
+            display.note(stats)
 
     def _step(self, epoch: int, index: int, count: int, batch: Any) -> tuple[float | None, Any, Any]:
         """One forward/backward/update on ``batch``; (loss value, prediction, target),
@@ -312,9 +324,10 @@ class Trainer:
         """Data-parallel: the workers' averaged gradient lands in p.grad."""
         try:
             outcome = self._parallel.step(batch.x, batch.y)
-        except (ShardError, WorkerFailedError) as error:
-            raise RuntimeError(f"{where}: {error}") from error
+        except WorkerError as error:
+            raise WorkerError(f"{where}: {error}", error.worker_id, error.cause) from error
         self._skipped_shards += outcome.failed_shards
+        self._failed_batches += outcome.failed_shards > 0
         prediction = None if outcome.prediction is None else Variable(outcome.prediction, requires_grad=False)
         return outcome.loss, prediction, Variable(batch.y, requires_grad=False)
 
@@ -332,7 +345,7 @@ class Trainer:
         steps = self.accumulate_steps
         if steps == 1:
             if apply:
-                self.optimizer.update()
+                self._apply_update()
             return
         share = size / self._group_sizes[index]
         for name, p in self.model.named_params():
@@ -346,8 +359,15 @@ class Trainer:
             for name, p in self.model.named_params():
                 total = self._accumulated.get(name)
                 p.grad = None if total is None else Variable(total, requires_grad=False)
-            self.optimizer.update()
+            self._apply_update()
             self._accumulated.clear()
+
+    def _apply_update(self) -> None:
+        """One optimizer update; in data-parallel training the strategy makes it."""
+        if self._parallel.running:
+            self._parallel.apply_update(self.optimizer)
+        else:
+            self.optimizer.update()
 
     def evaluate(self) -> dict[str, float]:
         """Run the evaluator on the test split now and return its metrics
@@ -394,11 +414,13 @@ class Trainer:
     # -- resources ---------------------------------------------------------------
     def shutdown(self, timeout: float = 30) -> None:
         """Release what the Trainer holds: data-parallel workers (waiting up to
-        ``timeout`` seconds for running work, then forcing) and an open progress
-        bar. Safe to call twice; also run by ``with Trainer(...)``."""
-        self._parallel.stop(timeout)
-        if self._parallel.enabled:
-            self._closed = True
+        ``timeout`` seconds for running work, then abandoning a hung thread or
+        killing a process: it returns within about ``timeout`` + 1 s) and an
+        open progress bar. Safe to call twice, and from another thread while
+        ``train()`` runs (that step then raises ``WorkerError``); also run by
+        ``with Trainer(...)``. A data-parallel Trainer is closed afterwards:
+        ``train()`` raises until ``configure_parallel_training`` starts new workers."""
+        self._parallel.shutdown(timeout)
         if self._progress_bar is not None:
             self._progress_bar.abort()
             self._progress_bar = None

@@ -1,0 +1,121 @@
+"""The Strategy interface: how the gradients of the shards become an update.
+
+An executor (``tinyai.parallel.executor``) runs shards somewhere; a strategy
+decides what the work of the shards means for the model. The Trainer drives
+a strategy with two calls per batch, and nothing else:
+
+    outcome = strategy.compute_gradients(x, y)   # shards run; loss, sizes, failures
+    ...                                          # the Trainer checks the loss, accumulates
+    strategy.apply_update(optimizer)             # once per update (every accumulate_steps batches)
+
+The contract:
+
+* ``bind(model, loss, executor)`` — called once before the first step with
+  the master model, the loss and a started executor.
+* ``compute_gradients(x, y) -> StepOutcome`` — run the step's shard work on
+  the executor. A strategy that lets the Trainer's optimizer do the update
+  leaves the gradient to apply on the master's parameters (``p.grad``) —
+  the Trainer may add several batches' gradients before one update
+  (gradient accumulation happens there, in one place, for every strategy).
+  A strategy that updates by itself (a parameter server applying updates
+  where it keeps the parameters; local SGD updating each replica and
+  averaging them now and then) may leave ``p.grad`` empty.
+* ``apply_update(optimizer)`` — make the update. The default is
+  ``optimizer.update()`` on the master. A strategy that owns the update step
+  overrides it (and may ignore ``optimizer`` or use it only on a server).
+* ``close()`` — release what the strategy itself holds (not the executor).
+* ``exact`` — True when training with the strategy equals single-process
+  training on the same batches (up to rounding); such strategies are tested
+  for that equality in float64.
+* ``on_error`` — "raise" (a failed shard raises ``WorkerError``) or "skip"
+  (the step goes on without it; ``StepOutcome.failed_shards`` counts it).
+
+Executors give a strategy three tools: ``compute`` (forward and backward on
+every shard, the master's state in force), ``allreduce_gradients`` (the
+size-weighted mean of successful shards' gradients, identical on every rank),
+and ``run`` (any function on every worker, with a per-worker ``state`` dict
+that persists: replica optimizers, error-feedback residuals, ...).
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+from tinyai.backend import get_array_module
+from tinyai.parallel.executor.base import Executor, WorkerError
+from tinyai.parallel.options import ON_ERROR
+from tinyai.parallel.processor import BatchProcessResult
+
+
+@dataclass
+class StepOutcome:
+    """What one data-parallel step produced.
+
+    Attributes:
+        loss: the mean loss over the examples of the shards that succeeded.
+        batch_size: how many examples those shards held.
+        ok_shards, failed_shards: shard counts (failed ones only with on_error="skip").
+        prediction: the whole batch's prediction in row order, or None when a shard was skipped.
+    """
+
+    loss: float
+    batch_size: int
+    ok_shards: int
+    failed_shards: int
+    prediction: Any = None
+
+
+class Strategy(ABC):
+    """How the shards' gradients become an update of the model (see the module docstring)."""
+
+    #: A short name for messages and logs.
+    name: ClassVar[str] = ""
+    #: True when training equals single-process training on the same batches.
+    exact: ClassVar[bool] = False
+
+    def __init__(self, on_error: str = "raise") -> None:
+        if on_error not in ON_ERROR:
+            raise ValueError(f"{type(self).__name__}: on_error must be one of {ON_ERROR}, got {on_error!r}")
+        self.on_error = on_error
+        self.model: Any = None
+        self.loss: Any = None
+        self.executor: Executor | None = None
+
+    def bind(self, model: Any, loss: Any, executor: Executor) -> None:
+        """Attach the master model, the loss and a started executor (once, before the first step)."""
+        self.model, self.loss, self.executor = model, loss, executor
+
+    @abstractmethod
+    def compute_gradients(self, x: Any, y: Any) -> StepOutcome:
+        """Run one step's shard work on (x, y); see the module docstring for what it leaves behind."""
+
+    def apply_update(self, optimizer: Any) -> None:
+        """Update the model once; by default the optimizer steps the master on ``p.grad``."""
+        optimizer.update()
+
+    def close(self) -> None:
+        """Release what the strategy holds (the executor is shut down by its owner)."""
+
+    # -- helpers for subclasses -----------------------------------------------------------------
+    def check_failures(self, results: Sequence[BatchProcessResult]) -> list[BatchProcessResult]:
+        """The failed results; raises WorkerError for the first one unless on_error="skip" and some succeeded."""
+        failed = [r for r in results if not r.success]
+        if failed and (self.on_error == "raise" or len(failed) == len(results)):
+            first = failed[0]
+            raise WorkerError(f"data parallel: worker {first.worker_id} failed on its shard of "
+                              f"{first.batch_size} examples: {first.exception}", first.worker_id, first.exception)
+        return failed
+
+    @staticmethod
+    def outcome_of(results: Sequence[BatchProcessResult]) -> StepOutcome:
+        """Loss (size-weighted over the successful shards), counts, and the batch's prediction."""
+        ok = [r for r in results if r.success]
+        total = sum(r.batch_size for r in ok)
+        loss = sum(r.loss * r.batch_size for r in ok) / total if total else math.nan
+        prediction = None
+        if len(ok) == len(results) and results and all(r.prediction is not None for r in results):
+            xp = get_array_module(results[0].prediction)
+            prediction = xp.concatenate([r.prediction for r in results])
+        return StepOutcome(loss, total, len(ok), len(results) - len(ok), prediction)
