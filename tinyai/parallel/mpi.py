@@ -81,4 +81,4 @@ class MpiCommunicator:
         return total if xp is np else xp.asarray(total)
 
 
-__all__ = ["MpiCommunicator", "load_mpi", "to_host"]
+__all__ = ["MpiCommunicator", "load_mpi"]

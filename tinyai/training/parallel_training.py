@@ -28,8 +28,6 @@ from tinyai.parallel.utils import format_parallel_stats, is_model_parallelizable
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ParallelTraining", "check_thread_count", "default_worker_count"]
-
 #: Seconds the workers get to stop after a failure or Ctrl-C before they are abandoned or killed.
 FAILURE_STOP_TIMEOUT = 1.0
 

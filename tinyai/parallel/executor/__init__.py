@@ -32,4 +32,4 @@ def make_executor(kind: str, model: Any, loss: Any, workers: int = 0, step_timeo
     raise ValueError(f"make_executor: unknown executor {kind!r}; choose one of {EXECUTORS}")
 
 
-__all__ = ["Executor", "WorkerContext", "WorkerError", "make_executor", "EXECUTORS"]
+__all__ = ["Executor", "WorkerContext", "WorkerError", "make_executor"]
