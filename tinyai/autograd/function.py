@@ -35,6 +35,7 @@ import weakref
 from typing import Any, Sequence
 
 from tinyai.autograd.config import _grad_enabled
+from tinyai.backend.device import check_same_device
 from tinyai.autograd.variable import Variable, as_variable
 
 
@@ -84,7 +85,14 @@ class Function:
             if not isinstance(x, Variable):
                 inputs = tuple(as_variable(x) for x in inputs)
                 break
-        ys = self.forward(*[x.data for x in inputs])
+        try:
+            ys = self.forward(*[x.data for x in inputs])
+        except (TypeError, ValueError) as error:
+            # A host array meeting a device array fails inside the array
+            # library with a message that names neither the operation nor the
+            # devices; checking only after a failure keeps the usual path free.
+            check_same_device(type(self).__name__, [x.data for x in inputs], error)
+            raise
 
         record = False
         generation = 0

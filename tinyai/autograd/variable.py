@@ -292,11 +292,11 @@ class Variable:
             _grad_enabled.reset(token)
 
     # -- devices -------------------------------------------------------------------
-    def to_gpu(self) -> "Variable":
-        """Move the data (and gradient) to the GPU in place; returns self."""
-        self.data = to_gpu(self.data)
+    def to_gpu(self, device_id: int | None = None) -> "Variable":
+        """Move the data (and gradient) to GPU ``device_id`` (default 0) in place; returns self."""
+        self.data = to_gpu(self.data, device_id)
         if self.grad is not None:
-            self.grad.to_gpu()
+            self.grad.to_gpu(device_id)
         return self
 
     def to_cpu(self) -> "Variable":

@@ -89,21 +89,17 @@ def gpu_unavailable_reason() -> str:
     return "" if count > 0 else "CuPy is installed but no CUDA device was found"
 
 
-def _require_cupy() -> types.ModuleType:
-    if not is_gpu_available():
-        raise RuntimeError(f"to_gpu: the GPU backend is not available: {gpu_unavailable_reason()}")
-    return _cupy  # type: ignore[return-value]
-
-
-def to_gpu(x: Any) -> Any:
-    """Copy an array (or Python scalar) to the GPU; a CuPy array is returned as it is.
+def to_gpu(x: Any, device: int | None = None) -> Any:
+    """Copy an array (or Python scalar) to GPU ``device`` (default 0); an array already there is returned as it is.
 
     Raises RuntimeError naming the reason when CuPy or a CUDA device is missing.
     """
-    cupy = _require_cupy()
-    if isinstance(x, cupy.ndarray):
-        return x
-    return cupy.asarray(x)
+    from tinyai.backend.device import Device  # noqa: PLC0415 - device.py builds on this module
+
+    try:
+        return Device(f"gpu:{0 if device is None else device}").put(x)
+    except RuntimeError as error:
+        raise RuntimeError(f"to_gpu: {error}") from None
 
 
 def to_cpu(x: Any) -> np.ndarray:

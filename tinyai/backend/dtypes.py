@@ -8,7 +8,7 @@ parameters or a data set converts its samples.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 from numpy.typing import DTypeLike
@@ -39,3 +39,21 @@ def default_dtype(dtype: DTypeLike) -> Iterator[None]:
         yield
     finally:
         set_default_dtype(previous)
+
+
+def widen(x: Any) -> Any:
+    """``x`` as float32 if it is a float16 array, else ``x`` itself.
+
+    float16 has 11 bits of mantissa and a largest value of 65504: enough for
+    activations and gradients, not for a sum of thousands of terms, an
+    exponential or a variance. Functions pass such computations through
+    ``widen`` and round the result back with ``narrow_like``.
+    """
+    return x.astype(np.float32) if x.dtype == np.float16 else x
+
+
+def narrow_like(result: Any, reference: Any) -> Any:
+    """``result`` in the dtype of ``reference`` when that is float16 (the partner of ``widen``)."""
+    if reference.dtype == np.float16 and result.dtype != np.float16:
+        return result.astype(np.float16)
+    return result

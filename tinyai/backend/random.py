@@ -5,12 +5,20 @@ goes through ``get_rng()``, so ``seed(n)`` makes a whole run reproducible.
 A thread or worker may install a stream of its own with ``using_rng`` (held in
 a context variable, so it never leaks into other threads); data-parallel
 workers use that to get independent but reproducible dropout masks.
+
+Random arrays needed *on a GPU* (dropout masks) are drawn there, not on the
+host and copied: ``uniform_like`` takes one 64-bit seed from the host stream
+and lets the device's own counter-based generator (Philox) expand it. The
+host stream therefore still decides everything: ``seed(n)`` and a restored
+checkpoint reproduce device masks too, and each data-parallel worker's
+stream gives its own.
 """
 from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator
+import threading
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -49,3 +57,45 @@ def using_rng(rng: np.random.Generator) -> Iterator[np.random.Generator]:
         yield rng
     finally:
         _local_rng.reset(token)
+
+
+_device_generators = threading.local()
+
+
+def uniform_like(shape: tuple[int, ...], like: Any) -> Any:
+    """Uniform numbers in [0, 1) of ``shape``, on the device (and array module) of ``like``.
+
+    On the CPU they come straight from ``get_rng()`` (float64). On a device,
+    one seed drawn from ``get_rng()`` re-seeds that device's generator, which
+    draws float32 numbers in place; nothing crosses the bus but the seed.
+    """
+    from tinyai.backend.array_module import get_array_module  # noqa: PLC0415 - avoids an import cycle
+
+    xp = get_array_module(like)
+    if xp is np:
+        return get_rng().random(shape)
+    seed_value = int(get_rng().integers(2 ** 63))
+    device = getattr(like, "device", None)  # a cupy.cuda.Device: allocate and draw on like's GPU
+    with device if hasattr(device, "__enter__") else contextlib.nullcontext():
+        generator = _device_generator(xp, like)
+        generator.seed(seed_value)
+        return generator.random_sample(shape, dtype=np.float32)
+
+
+def _device_generator(xp: Any, like: Any) -> Any:
+    """This thread's generator for the device of ``like`` (created on first use)."""
+    device_id = getattr(getattr(like, "device", None), "id", 0)
+    key = (xp.__name__, device_id)
+    generators = getattr(_device_generators, "by_device", None)
+    if generators is None:
+        generators = _device_generators.by_device = {}
+    generator = generators.get(key)
+    if generator is None:
+        if xp.__name__ == "cupy":
+            # Philox is counter-based: re-seeding it costs nothing, unlike cuRAND's default XORWOW.
+            method = xp.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10
+            generator = xp.random.RandomState(0, method=method)
+        else:
+            generator = xp.random.RandomState(0)
+        generators[key] = generator
+    return generator

@@ -8,6 +8,7 @@ not arithmetic.
 from tinyai.autograd import Variable
 from tinyai.functions.activations import gelu, leaky_relu, relu, sigmoid, softplus
 from tinyai.functions.arithmetic import add, div, mul, neg, pow, rdiv, rpow, rsub, sub
+from tinyai.functions.cast import cast
 from tinyai.functions.loss import huber_loss, mean_squared_error, sigmoid_cross_entropy, softmax_cross_entropy
 from tinyai.functions.math import abs, clip, cos, exp, log, maximum, minimum, sin, sqrt, tanh
 from tinyai.functions.matrix import linear, matmul
@@ -74,5 +75,5 @@ __all__ = [
     "matmul", "linear", "softmax", "log_softmax",
     "softmax_cross_entropy", "sigmoid_cross_entropy", "mean_squared_error", "huber_loss",
     "im2col", "col2im", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
-    "batch_norm", "layer_norm", "dropout", "embedding",
+    "batch_norm", "layer_norm", "dropout", "embedding", "cast",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from tinyai.autograd import Function, Variable, as_variable, is_train_mode
-from tinyai.backend import get_array_module, get_rng
+from tinyai.backend import uniform_like
 
 
 class Dropout(Function):
@@ -37,8 +37,9 @@ def dropout(x: Any, ratio: float = 0.5) -> Variable:
 
     Kept elements are scaled by 1 / (1 - ratio); in test mode
     (``tinyai.test_mode()``) x is returned unchanged. The mask is drawn from
-    ``tinyai.backend.get_rng()`` on the host and copied to x's device, so
-    ``tinyai.seed(n)`` makes it reproducible on NumPy and CuPy alike.
+    ``tinyai.backend.get_rng()`` on the CPU; on a GPU it is drawn there, from
+    a seed that ``get_rng()`` provides (see ``tinyai.backend.uniform_like``),
+    so ``tinyai.seed(n)`` makes it reproducible on NumPy and CuPy alike.
 
     >>> import numpy as np
     >>> import tinyai
@@ -53,7 +54,6 @@ def dropout(x: Any, ratio: float = 0.5) -> Variable:
         return x
     if x.dtype.kind != "f":
         raise TypeError(f"dropout: input must be floating point, got dtype {x.dtype}")
-    xp = get_array_module(x.data)
-    keep = get_rng().random(x.shape) >= ratio
+    keep = uniform_like(x.shape, x.data) >= ratio  # drawn on x's device
     scaled_mask = keep.astype(x.dtype) * x.dtype.type(1 / (1 - ratio))
-    return Dropout(xp.asarray(scaled_mask))(x)
+    return Dropout(scaled_mask)(x)

@@ -38,7 +38,7 @@ from __future__ import annotations
 from typing import Any
 
 from tinyai.autograd import Function, Variable, as_variable, is_train_mode
-from tinyai.backend import Communicator, get_array_module, get_communicator
+from tinyai.backend import Communicator, get_array_module, get_communicator, narrow_like, widen
 from tinyai.functions.reductions import mean, sum as sum_
 from tinyai.functions.shape import broadcast_to, reshape, sum_to, sum_to_array
 
@@ -93,7 +93,8 @@ class NormalizationGrad(Function):
         gx = self.inv_std * (g - means(g) - xhat * means(g * xhat))
         ggamma = sum_to_array(gy * xhat, self.param_shape).reshape(gamma.shape)
         gbeta = sum_to_array(gy, self.param_shape).reshape(gamma.shape)
-        return gx, ggamma, gbeta
+        # Computed against float32 statistics; each gradient in its input's dtype.
+        return narrow_like(gx, x), narrow_like(ggamma, gamma), narrow_like(gbeta, gamma)
 
     def backward(self, a, b_gamma, b_beta):
         """Second derivatives. Write L = <a, gx> + <b_gamma, ggamma> + <b_beta, gbeta>.
@@ -161,7 +162,9 @@ class _Normalize(Function):
 
     def forward(self, x, gamma, beta):
         self.means = _BatchMeans(x.shape, self.axes, self.communicator)
-        self.xhat, self.inv_std, mu, var = _standardize(x, self.means, self.eps)
+        # float16 input (mixed precision): statistics, xhat and the running
+        # averages stay float32; only the output is rounded to float16.
+        self.xhat, self.inv_std, mu, var = _standardize(widen(x), self.means, self.eps)
         if self.running is not None:
             running_mean, running_var, momentum = self.running
             m = self.means.count
@@ -171,7 +174,7 @@ class _Normalize(Function):
             running_mean += (1 - momentum) * mu.reshape(running_mean.shape)
             running_var *= momentum
             running_var += (1 - momentum) * (m / (m - 1)) * var.reshape(running_var.shape)
-        return gamma.reshape(self.param_shape) * self.xhat + beta.reshape(self.param_shape)
+        return narrow_like(gamma.reshape(self.param_shape) * self.xhat + beta.reshape(self.param_shape), x)
 
     def backward(self, gy):
         x, gamma, _ = self.inputs

@@ -11,7 +11,7 @@ import numbers
 from typing import Any, Sequence
 
 from tinyai.autograd import Function, Variable, as_variable
-from tinyai.backend import get_array_module
+from tinyai.backend import get_array_module, narrow_like, widen
 from tinyai.functions.shape import broadcast_to_either, reshape
 
 Axis = int | Sequence[int] | None
@@ -45,7 +45,7 @@ class Sum(Function):
 
     def forward(self, x):
         self.axes = _normalize_axis(self.axis, x.ndim, "sum")
-        return x.sum(axis=self.axes, keepdims=self.keepdims)
+        return narrow_like(widen(x).sum(axis=self.axes, keepdims=self.keepdims), x)  # float16 adds up in float32
 
     def backward(self, gy):
         return _grad_to_input(gy, self.inputs[0].shape, self.axes)
@@ -61,7 +61,7 @@ class Mean(Function):
         self.axes = _normalize_axis(self.axis, x.ndim, "mean")
         if x.size == 0:
             raise ValueError(f"mean: the input of shape {x.shape} is empty")
-        return x.mean(axis=self.axes, keepdims=self.keepdims)
+        return narrow_like(widen(x).mean(axis=self.axes, keepdims=self.keepdims), x)
 
     def backward(self, gy):
         in_shape = self.inputs[0].shape

@@ -2,14 +2,15 @@
 
 Subtracting the maximum before exponentiating changes nothing mathematically
 (softmax(x) = softmax(x - c)) but keeps exp() from overflowing: logits of
-+-1e4 give exact probabilities, not NaN.
++-1e4 give exact probabilities, not NaN. float16 logits are exponentiated
+and summed in float32 (``tinyai.backend.widen``) and rounded back at the end.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from tinyai.autograd import Function, Variable
-from tinyai.backend import get_array_module
+from tinyai.backend import get_array_module, narrow_like, widen
 from tinyai.functions.math import exp
 from tinyai.functions.reductions import sum as sum_
 
@@ -17,8 +18,9 @@ from tinyai.functions.reductions import sum as sum_
 def softmax_array(x: Any, axis: int = -1) -> Any:
     """softmax of a raw array along ``axis`` (the shift by the maximum avoids overflow)."""
     xp = get_array_module(x)
-    e = xp.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    wide = widen(x)  # float16 logits: exponentials and their sum in float32
+    e = xp.exp(wide - wide.max(axis=axis, keepdims=True))
+    return narrow_like(e / e.sum(axis=axis, keepdims=True), x)
 
 
 def softmax_either(x: Any, axis: int = -1) -> Any:
@@ -50,8 +52,9 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        shifted = x - x.max(axis=self.axis, keepdims=True)
-        return shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
+        wide = widen(x)
+        shifted = wide - wide.max(axis=self.axis, keepdims=True)
+        return narrow_like(shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True)), x)
 
     def backward(self, gy):
         # d log_softmax: gy - softmax(x) * sum(gy), and softmax(x) = exp(y).

@@ -32,7 +32,8 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping
 
 from tinyai.autograd import Variable, as_variable
-from tinyai.backend import get_array_module, is_array, to_cpu, to_gpu
+from tinyai.backend import get_array_module, is_array, to_cpu
+from tinyai.backend.device import CPU, Device, as_device, device_of
 from tinyai.nn.parameter import Parameter
 
 _PARAM, _BUFFER, _LAYER = "param", "buffer", "layer"
@@ -187,16 +188,36 @@ class Layer:
             child.reset_state()
 
     # -- devices ----------------------------------------------------------------------------
-    def to_gpu(self) -> "Layer":
-        """Move every Parameter and buffer to the GPU, in place; returns self.
+    def to_gpu(self, device_id: int | None = None) -> "Layer":
+        """Move every Parameter (and its gradient) and buffer to GPU ``device_id`` (default 0), in place; returns self.
 
         Carried recurrent state is reset, since it lives on the old device.
         """
-        return self._move(to_gpu)
+        try:
+            return self.to(f"gpu:{0 if device_id is None else device_id}")
+        except RuntimeError as error:
+            raise RuntimeError(f"{self._label()}.to_gpu: {error}") from None
 
     def to_cpu(self) -> "Layer":
         """Move every Parameter and buffer to host memory, in place; returns self."""
-        return self._move(to_cpu)
+        return self.to("cpu")
+
+    def to(self, device: "str | Device") -> "Layer":
+        """Move every Parameter, gradient and buffer to ``device`` ("cpu", "gpu", "gpu:N"); returns self.
+
+        Raises RuntimeError naming the reason when the device cannot be used.
+        """
+        target = as_device(device)
+        return self._move(target.put)
+
+    @property
+    def device(self) -> Device:
+        """Where this layer's Parameters live (the CPU for a layer that has none yet)."""
+        for p in self.params():
+            return device_of(p.data)
+        for _, buffer in self.named_buffers():
+            return device_of(buffer)
+        return CPU
 
     def _move(self, convert) -> "Layer":
         for _, layer in self.named_layers():
@@ -263,7 +284,8 @@ class Layer:
             value = state[k]
             if get_array_module(value) is not xp:
                 value = to_cpu(value)
-            value = xp.array(value, dtype=data.dtype)  # a copy: the loaded model owns its arrays
+            with device_of(data).scope():  # onto the very GPU that holds the layer
+                value = xp.array(value, dtype=data.dtype)  # a copy: the loaded model owns its arrays
             if kind == _PARAM:
                 current.data = value
             else:

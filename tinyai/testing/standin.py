@@ -38,15 +38,17 @@ TypeError: standin: implicit conversion to a NumPy array is not allowed; use .ge
 """
 from __future__ import annotations
 
+import contextlib
 import operator
 import types
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from tinyai.backend import register_array_module
+from tinyai.backend.device import set_gpu_standin
 
-__all__ = ["StandInArray", "xp", "to_standin", "as_backend"]
+__all__ = ["StandInArray", "xp", "to_standin", "as_backend", "standin_as_gpu"]
 
 _IMPLICIT = ("standin: implicit conversion to a NumPy array is not allowed; "
              "use .get() to copy to the host")
@@ -385,7 +387,23 @@ def _asnumpy(value: Any) -> np.ndarray:
     return value.get() if isinstance(value, StandInArray) else np.asarray(value)
 
 
-random = _Namespace("tinyai.testing.standin.xp.random", np.random, {})
+class _RandomState:
+    """``cupy.random.RandomState``'s look-alike: draws on the "device" (stand-in arrays out)."""
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._state = np.random.RandomState(seed)
+
+    def seed(self, seed: int | None = None) -> None:
+        # NumPy's RandomState takes 32-bit seeds; fold a 64-bit one (CuPy takes 64 bits).
+        self._state = np.random.Generator(np.random.PCG64(seed)) if seed is not None else np.random.default_rng()
+
+    def random_sample(self, size: Any = None, dtype: Any = np.float64) -> StandInArray:
+        if isinstance(self._state, np.random.Generator):
+            return StandInArray(np.asarray(self._state.random(size, dtype=dtype)))
+        return StandInArray(np.asarray(self._state.random_sample(size)).astype(dtype))
+
+
+random = _Namespace("tinyai.testing.standin.xp.random", np.random, {"RandomState": _RandomState})
 
 #: The stand-in array module: use it where you would use ``cupy``.
 xp = _Namespace("tinyai.testing.standin.xp", np, {
@@ -398,3 +416,23 @@ xp = _Namespace("tinyai.testing.standin.xp", np, {
 })
 
 register_array_module(StandInArray, xp)
+
+
+@contextlib.contextmanager
+def standin_as_gpu() -> Iterator[types.ModuleType]:
+    """Inside the block the stand-in plays the GPU: ``Device("gpu")``, ``to_gpu``,
+    ``model.to_gpu()`` and ``Trainer(device="gpu")`` all use it (one device, gpu:0).
+
+    This is how the whole device path (models, optimizers, the Trainer,
+    checkpoints) is tested on machines without a GPU.
+
+    >>> import tinyai as ta
+    >>> with standin_as_gpu():
+    ...     ta.get_array_module(ta.to_gpu(np.zeros(2))) is xp
+    True
+    """
+    previous = set_gpu_standin(xp)
+    try:
+        yield xp
+    finally:
+        set_gpu_standin(previous)

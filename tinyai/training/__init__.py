@@ -5,9 +5,10 @@ from tinyai.training.evaluator import AccuracyEval, Evaluator, RegressEval, coun
 from tinyai.training.monitor import Monitor
 from tinyai.training.predictor import ClassTranslator, Predictor, Translator
 from tinyai.training.nan_guard import NonFiniteGradientError, NonFiniteLossError
+from tinyai.training.precision import MixedPrecision
 from tinyai.training.trainer import Trainer
 
 __all__ = ["Model", "ModelInfo",
            "Trainer", "NonFiniteLossError", "NonFiniteGradientError", "Monitor", "Evaluator", "AccuracyEval", "RegressEval",
            "count_correct", "Predictor", "Translator", "ClassTranslator",
-           "save_checkpoint", "load_checkpoint", "Checkpoint"]
+           "save_checkpoint", "load_checkpoint", "Checkpoint", "MixedPrecision"]

@@ -16,7 +16,8 @@ import contextlib
 from typing import Any, Iterator
 
 from tinyai.autograd import Variable, no_grad, test_mode
-from tinyai.backend import get_array_module
+from tinyai.backend import device_of, get_array_module
+from tinyai.training.placement import device_scope, model_device
 
 
 @contextlib.contextmanager
@@ -33,7 +34,7 @@ def evaluation(model: Any) -> Iterator[None]:
     if hasattr(model, "reset_state"):
         model.reset_state()
     try:
-        with no_grad(), test_mode():
+        with no_grad(), test_mode(), device_scope(model):
             yield
     finally:
         if hasattr(model, "reset_state"):
@@ -46,15 +47,15 @@ def batch_variables(model: Any, batch: Any) -> tuple[Variable, Variable]:
     """The batch's inputs and targets as Variables on the model's device.
 
     Data sets hold NumPy arrays; when the model's parameters live on another
-    backend (``model.to_gpu()``), the batch is copied there first.
+    device (``model.to_gpu()``, ``Trainer(device="gpu")``), the batch is
+    copied there first.
     """
     x, y = batch.to_variable_x(), batch.to_variable_y()
-    first = next(iter(model.params()), None) if hasattr(model, "params") else None
-    if first is not None:
-        xp = get_array_module(first.data)
-        if xp is not get_array_module(x.data):
-            x = Variable(xp.asarray(x.data), requires_grad=False)
-            y = Variable(xp.asarray(y.data), requires_grad=False)
+    device = model_device(model)
+    if device != device_of(x.data):
+        x = Variable(device.put(x.data), requires_grad=False)
+    if device != device_of(y.data):
+        y = Variable(device.put(y.data), requires_grad=False)
     return x, y
 
 

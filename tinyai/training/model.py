@@ -152,13 +152,24 @@ class Model:
     def reset_state(self) -> None:
         self.block.reset_state()
 
-    def to_gpu(self) -> "Model":
-        self.block.to_gpu()
+    def to_gpu(self, device_id: int | None = None) -> "Model":
+        """Move parameters and buffers to GPU ``device_id`` (default 0); returns self."""
+        self.block.to_gpu(device_id)
         return self
 
     def to_cpu(self) -> "Model":
         self.block.to_cpu()
         return self
+
+    def to(self, device: Any) -> "Model":
+        """Move parameters and buffers to ``device`` ("cpu", "gpu", "gpu:N"); returns self."""
+        self.block.to(device)
+        return self
+
+    @property
+    def device(self) -> Any:
+        """The Device holding the parameters."""
+        return self.block.device
 
     def state_dict(self) -> dict[str, Any]:
         """name -> array for every Parameter and persistent buffer (the block's own arrays)."""

@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from tinyai.autograd import Variable
-from tinyai.backend import get_array_module, get_default_dtype, is_array, to_cpu
+from tinyai.backend import device_of, get_array_module, get_default_dtype, is_array, to_cpu
 from tinyai.training.evaluator import evaluation
+from tinyai.training.placement import model_device
 
 
 class Translator:
@@ -81,10 +82,10 @@ class Predictor:
     def predict(self, data: Any) -> Any:
         """The translated model output for ``data`` (a batch: first axis = samples)."""
         array = self.translator.input_to_array(data)
-        first = next(iter(self.model.params()), None) if hasattr(self.model, "params") else None
-        if first is not None and get_array_module(first.data) is not get_array_module(array):
-            array = get_array_module(first.data).asarray(array)      # onto the model's device
         with evaluation(self.model):
+            device = model_device(self.model)
+            if device != device_of(array):
+                array = device.put(array)  # onto the model's device
             output = self.model(Variable(array, requires_grad=False))
         return self.translator.array_to_output(output.data)
 

@@ -20,6 +20,7 @@ The Monitor collects the numbers; ``train()`` returns its history.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -27,7 +28,7 @@ import time
 from typing import Any, TextIO
 
 from tinyai.autograd import Variable
-from tinyai.backend import get_state, set_state
+from tinyai.backend import Device, as_device, get_state, set_state
 from tinyai.backend.settings import int_setting
 from tinyai.parallel.executor.base import WorkerError
 from tinyai.parallel.options import ParallelOptions
@@ -36,6 +37,8 @@ from tinyai.training.evaluator import Evaluator, batch_variables
 from tinyai.training.monitor import Monitor
 from tinyai.training.nan_guard import NonFiniteLossError, check_on_nan, check_step  # noqa: F401 (NonFiniteLossError: its old home)
 from tinyai.training.parallel_training import ParallelTraining, check_thread_count
+from tinyai.training.placement import device_scope, place_on_device
+from tinyai.training.precision import PRECISIONS, MixedPrecision
 from tinyai.training.progress import EpochProgress, resolve_mode
 from tinyai.training.setup_checks import check_optimizer_matches
 
@@ -95,6 +98,15 @@ class Trainer:
         step_timeout: in data-parallel training, seconds one step may take
             before a worker still busy is reported as hung (``WorkerError``);
             None waits for ever.
+        device: where to train: "cpu", "gpu" or "gpu:N". ``init`` moves the
+            model (parameters, buffers) and the optimizer's state there, and
+            every batch is copied there; checkpoints still hold host arrays.
+            None (the default) leaves the model where it is.
+        precision: "float32", or "mixed": float16 forward and backward with
+            float32 master weights and dynamic loss scaling (see
+            ``tinyai.training.precision.MixedPrecision``); a step whose
+            gradients overflow is skipped and the scale halved, which is not
+            a non-finite loss.
         dataset, model, loss, optimizer: given together, ``init`` is done
             here, so ``Trainer(5, dataset=..., model=..., loss=..., optimizer=...).train()``
             is one line; left out, call ``init`` yourself (TinyAI's way).
@@ -105,11 +117,22 @@ class Trainer:
                  on_nan: str = "raise", eval_every: int = 1, checkpoint_path: str | os.PathLike | None = None,
                  stream: TextIO | None = None, parallel_backend: str = "auto", on_error: str = "raise",
                  accumulate_steps: int = 1, step_timeout: float | None = None, dataset: Any = None,
-                 model: Any = None, loss: Any = None, optimizer: Any = None) -> None:
+                 model: Any = None, loss: Any = None, optimizer: Any = None,
+                 device: str | Device | None = None, precision: str = "float32") -> None:
         max_epoch = int_setting(max_epoch, "Trainer", "max_epoch", minimum=0)
         check_on_nan(on_nan, "Trainer")
         accumulate_steps = int_setting(accumulate_steps, "Trainer", "accumulate_steps")
         eval_every = int_setting(eval_every, "Trainer", "eval_every", minimum=0)
+        if precision not in PRECISIONS:
+            raise ValueError(f"Trainer: precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision == "mixed" and enable_parallel:
+            raise ValueError("Trainer: precision='mixed' is not available with enable_parallel=True yet; "
+                             "train mixed precision on one worker")
+        #: Where training runs (None: wherever the model is).
+        self.device = None if device is None else as_device(device)
+        self.precision = precision
+        #: The loss scaler of precision="mixed" (created by init), else None.
+        self.mixed_precision: MixedPrecision | None = None
         self.max_epoch = max_epoch
         self.monitor = monitor if monitor is not None else Monitor()
         self.evaluator = evaluator
@@ -159,7 +182,11 @@ class Trainer:
         if self.train_set is None or not hasattr(self.train_set, "get_batches"):
             raise TypeError(f"Trainer.init: {type(dataset).__name__} does not provide training batches "
                             "(need get_train_dataset() or get_batches())")
+        if self.device is not None:
+            place_on_device(model, optimizer, self.device)
         self.model, self.loss, self.optimizer = model, loss, optimizer
+        if self.precision == "mixed":
+            self.mixed_precision = MixedPrecision(model, optimizer)
         if self.evaluator is not None:
             self.evaluator.bind(model, dataset)
         self._parallel.start(model, loss, self.train_set)
@@ -217,16 +244,20 @@ class Trainer:
         self._require_init("train")
         self._parallel.check_open("Trainer.train")
         try:
-            while self.epoch < self.max_epoch:
-                self._train_epoch(self.epoch, shuffle)
-                self.epoch += 1
-                if self.checkpoint_path is not None and self._parallel.is_root:
-                    self.save_checkpoint(self.checkpoint_path)
+            with device_scope(self.model):  # new arrays and kernels on the model's GPU
+                self._train_epochs(shuffle)
         except BaseException as error:
             # A failed shard, a dead worker, Ctrl-C: release every worker before the error travels on.
             self._parallel.stop_after_failure(error)
             raise
         return self.monitor.history
+
+    def _train_epochs(self, shuffle: bool) -> None:
+        while self.epoch < self.max_epoch:
+            self._train_epoch(self.epoch, shuffle)
+            self.epoch += 1
+            if self.checkpoint_path is not None and self._parallel.is_root:
+                self.save_checkpoint(self.checkpoint_path)
 
     def _train_epoch(self, epoch: int, shuffle: bool) -> None:
         model, monitor = self.model, self.monitor
@@ -297,6 +328,14 @@ class Trainer:
             value, prediction, target = self._parallel_gradients(where, batch)
         else:
             value, prediction, target = self._gradients(where, batch)
+        mixed = self.mixed_precision
+        if mixed is not None and math.isfinite(value) and not mixed.grads_are_finite():
+            # The loss scale was too large for float16: the scaler halves it and
+            # this step is skipped. Expected now and then; not a diverging run.
+            mixed.update_scale(False)
+            self.model.clear_grads()
+            self._update(index, batch.size, apply=False)
+            return value, prediction, target
         if not check_step(where, value, self.model.named_params(), batch.x, self.on_nan):
             self.model.clear_grads()
             self._update(index, batch.size, apply=False)  # an accumulation group still ends here
@@ -307,17 +346,23 @@ class Trainer:
     def _gradients(self, where: str, batch: Any) -> tuple[float, Any, Any]:
         """Single-thread: forward, loss, and (for a finite loss) backward into p.grad."""
         x, y = batch_variables(self.model, batch)
-        try:
-            prediction = self.model(x)
-            loss = self.loss.loss(y, prediction)
-        except (ValueError, TypeError) as error:
-            shapes = f"(batch x shape {tuple(batch.x.shape)}, y shape {tuple(batch.y.shape)})"
-            raise _with_context(error, f"{where} {shapes}") from error
-        value = float(loss.item())
-        if math.isfinite(value):
-            self.model.clear_grads()
-            loss.backward()
-        loss.unchain_backward()
+        mixed = self.mixed_precision
+        with mixed.autocast() if mixed else contextlib.nullcontext():
+            try:
+                if mixed:  # float16 model, float32 loss
+                    prediction = self.model(mixed.cast_input(x))
+                    loss = self.loss.loss(y, mixed.to_float32(prediction))
+                else:
+                    prediction = self.model(x)
+                    loss = self.loss.loss(y, prediction)
+            except (ValueError, TypeError) as error:
+                shapes = f"(batch x shape {tuple(batch.x.shape)}, y shape {tuple(batch.y.shape)})"
+                raise _with_context(error, f"{where} {shapes}") from error
+            value = float(loss.item())
+            if math.isfinite(value):
+                self.model.clear_grads()
+                mixed.backward(loss) if mixed else loss.backward()
+            loss.unchain_backward()
         return value, prediction, y
 
     def _parallel_gradients(self, where: str, batch: Any) -> tuple[float, Any, Any]:
@@ -363,9 +408,12 @@ class Trainer:
             self._accumulated.clear()
 
     def _apply_update(self) -> None:
-        """One optimizer update; in data-parallel training the strategy makes it."""
+        """One optimizer update: the strategy's in data-parallel training, the loss
+        scaler's under mixed precision (which may skip it), else the optimizer's."""
         if self._parallel.running:
             self._parallel.apply_update(self.optimizer)
+        elif self.mixed_precision is not None:
+            self.mixed_precision.step()
         else:
             self.optimizer.update()
 
@@ -375,12 +423,15 @@ class Trainer:
         self._require_init("evaluate")
         if self.evaluator is None:
             raise ValueError("Trainer.evaluate: no evaluator (pass evaluator=AccuracyEval() or RegressEval(loss))")
-        return self.evaluator.evaluate()
+        with device_scope(self.model):
+            return self.evaluator.evaluate()
 
     # -- checkpoints -------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike, extra: dict | None = None) -> None:
         """Write model weights, optimizer state, epochs done, random state and history to ``path`` (atomically)."""
         self._require_init("save_checkpoint")
+        if self.mixed_precision is not None:
+            extra = {**(extra or {}), "mixed_precision": self.mixed_precision.state_dict()}
         save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, monitor=self.monitor,
                         rng_state=get_state(), extra=extra)
 
@@ -399,6 +450,8 @@ class Trainer:
             self.monitor.load_state_dict(checkpoint.monitor_state)
         if checkpoint.rng_state is not None:
             set_state(checkpoint.rng_state)
+        if self.mixed_precision is not None and "mixed_precision" in checkpoint.extra:
+            self.mixed_precision.load_state_dict(checkpoint.extra["mixed_precision"])
         self.epoch = checkpoint.epoch
         return self
 
