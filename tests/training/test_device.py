@@ -86,7 +86,7 @@ def test_bad_device_strings_are_refused(spec):
 
 @pytest.mark.skipif(is_gpu_available(), reason="checks the error raised without a GPU")
 def test_trainer_on_a_gpu_without_one_says_why():
-    with pytest.raises(RuntimeError, match="GPU backend is not available.*tinyai\\[gpu\\]"):
+    with pytest.raises(RuntimeError, match=r"GPU backend is not available.*pip install 'tinyai-numpy\[gpu\]'"):
         Trainer(1, device="gpu")
 
 
