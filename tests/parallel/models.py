@@ -67,3 +67,27 @@ class ClassLoss:
 
     def loss(self, target, prediction):
         return F.softmax_cross_entropy(prediction, target)
+
+
+class HangingLoss(MeanSquared):
+    """Hangs (sleeps HANG_SECONDS) on any shard whose first target value is above 100: a stuck worker."""
+
+    HANG_SECONDS = 30.0
+
+    def loss(self, target, prediction):
+        import time
+
+        if float(target.data.reshape(-1)[0]) > 100:
+            time.sleep(self.HANG_SECONDS)
+        return super().loss(target, prediction)
+
+
+class HangingClassLoss(ClassLoss):
+    """Softmax cross-entropy that hangs on a shard whose first label is 3 (after batch norm's forward)."""
+
+    def loss(self, target, prediction):
+        import time
+
+        if int(target.data.reshape(-1)[0]) == 3:
+            time.sleep(30.0)
+        return super().loss(target, prediction)

@@ -101,8 +101,7 @@ def choose_backend(model: Any, loss: Any, x: Any, y: Any, workers: int,
                 if turn > 0:  # the first turn warms caches, pools and workers up
                     samples[name].append(time.perf_counter() - start)
         timings = {name: _median(values) for name, values in samples.items()}
-        order = list(candidates)
-        best = min(timings, key=lambda name: (timings[name], order.index(name)))
+        best = fastest(timings, list(candidates))
         if keep_engine and best in engines:
             kept = engines.pop(best)
     finally:
@@ -111,6 +110,11 @@ def choose_backend(model: Any, loss: Any, x: Any, y: Any, workers: int,
         rng.bit_generator.state = saved_state
     logger.info("auto: chose %s (%s)", best, ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in timings.items()))
     return BackendChoice(best, timings, kept)
+
+
+def fastest(timings: dict[str, float], order: list[str]) -> str:
+    """The candidate with the smallest time; a tie goes to the one earlier in ``order`` (the simpler)."""
+    return min(timings, key=lambda name: (timings[name], order.index(name)))
 
 
 def _single_step(model: Any, loss: Any, x: Any, y: Any) -> None:

@@ -138,6 +138,13 @@ class RunTask:
 
 
 @dataclass(frozen=True)
+class Ready:
+    """Worker -> master, once: the replica is loaded and the worker waits for tasks."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
 class ShardDone:
     """Worker -> master: the gradients are in the worker's gradient buffer."""
 
@@ -210,7 +217,11 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
     from tinyai.parallel.sharding import copy_buffers
 
     param_segment, grad_segment, collective_segment = segments
-    model, loss = pickle.loads(payload)
+    try:
+        model, loss = pickle.loads(payload)
+    except Exception as exc:  # a class the worker cannot import: say so instead of just dying
+        conn.send(Failed(0, type(exc).__name__, str(exc), "".join(traceback.format_exception(exc))))
+        return
     params = np.ndarray((layout.size,), dtype=layout.dtype, buffer=param_segment.buf)
     grads = np.ndarray((layout.size,), dtype=layout.dtype, buffer=grad_segment.buf)
     slots = np.ndarray((len(barriers), COLLECTIVE_CAPACITY), dtype=np.float64, buffer=collective_segment.buf)
@@ -220,6 +231,7 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
     grad_views = layout.views(grads)
     context = WorkerContext(worker_id, model, loss)
     inbox: shared_memory.SharedMemory | None = None
+    conn.send(Ready(os.getpid()))
     while True:
         task = conn.recv()
         if task is None:
@@ -350,7 +362,7 @@ class ProcessExecutor(Executor):
                                            self._segments, 2.0)
         atexit.register(self._finalizer)
         try:
-            payload = pickle.dumps((_without_grads(model), loss), protocol=pickle.HIGHEST_PROTOCOL)
+            payload = _pickled_without_grads(model, loss)
             if start_method == "auto":
                 start_method = choose_start_method(payload)
             context = mp.get_context(start_method)
@@ -384,6 +396,13 @@ class ProcessExecutor(Executor):
                     child_end.close()
                     self._processes.append(process)
                     self._connections.append(parent_end)
+            # Wait until every replica is loaded, so that start-up never counts against step_timeout
+            # and a worker that cannot load the model fails here, saying why.
+            for k, reply in sorted(self._collect(workers, None, step_timeout=None).items()):
+                if isinstance(reply, Failed):
+                    raise WorkerError(f"process executor: worker {k} could not load the model: "
+                                      f"{_remote_error(k, reply)}", k)
+            self._broken = None
         except BaseException:
             self.shutdown(1.0)
             raise
@@ -490,10 +509,10 @@ class ProcessExecutor(Executor):
         del target_x, target_y  # no view may outlive the step, or the segment could not close
         return where
 
-    def _collect(self, count: int, barrier: Any) -> dict[int, Any]:
+    def _collect(self, count: int, barrier: Any, step_timeout: float | None | str = "default") -> dict[int, Any]:
         """Wait for ``count`` replies; fail fast if a worker dies, hangs, or shutdown() is called."""
         try:
-            return self._wait_replies(count)
+            return self._wait_replies(count, self.step_timeout if step_timeout == "default" else step_timeout)
         except BaseException as error:
             # A dead, hung or interrupted step: peers waiting for batch statistics are released,
             # and the pipes may still hold replies of this step, so the executor cannot go on.
@@ -504,7 +523,7 @@ class ProcessExecutor(Executor):
                 self._broken = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise
 
-    def _wait_replies(self, count: int) -> dict[int, Any]:
+    def _wait_replies(self, count: int, step_timeout: float | None) -> dict[int, Any]:
         pending = {self._connections[k]: k for k in range(count)}
         sentinels = {self._processes[k].sentinel: k for k in range(count)}
         replies: dict[int, Any] = {}
@@ -525,10 +544,10 @@ class ProcessExecutor(Executor):
                     del sentinels[sentinel]
                 elif sentinel in ready and not self._connections[k].poll():
                     raise WorkerError(self._death_message(k), k)
-            if self.step_timeout is not None and pending and time.monotonic() - started > self.step_timeout:
+            if step_timeout is not None and pending and time.monotonic() - started > step_timeout:
                 missing = sorted(pending.values())
                 raise WorkerError(f"process executor: worker {missing[0]} sent no reply within "
-                                  f"step_timeout={self.step_timeout:g} s (busy workers: {missing})", missing[0])
+                                  f"step_timeout={step_timeout:g} s (busy workers: {missing})", missing[0])
         return replies
 
     def _death_message(self, k: int) -> str:
@@ -650,8 +669,13 @@ def choose_start_method(payload: bytes) -> str:
     return "spawn"
 
 
-def _without_grads(model: Any) -> Any:
-    """The model itself, with gradients dropped (they are not worth pickling)."""
-    for p in model.params():
+def _pickled_without_grads(model: Any, loss: Any) -> bytes:
+    """The pickled (model, loss), gradients left out (not worth sending); the model keeps its own."""
+    grads = [(p, p.grad) for p in model.params()]
+    for p, _ in grads:
         p.grad = None
-    return model
+    try:
+        return pickle.dumps((model, loss), protocol=pickle.HIGHEST_PROTOCOL)
+    finally:
+        for p, grad in grads:
+            p.grad = grad

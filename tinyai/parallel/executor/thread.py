@@ -29,7 +29,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, Future, wait
+from concurrent.futures import Future, wait
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -44,6 +44,8 @@ from tinyai.parallel.sharding import copy_buffers, copy_mode, copy_parameters, s
 from tinyai.parallel.utils import deep_copy_model
 
 logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.05  # how often a waiting master looks for a timeout or a shutdown
 
 
 def model_array_module(model: Any) -> Any:
@@ -155,23 +157,34 @@ class ThreadExecutor(Executor):
         return results
 
     def _wait(self, futures: list[Future], world: ThreadWorld | None = None) -> None:
-        """Wait for every future; a hung worker becomes a WorkerError after ``step_timeout``."""
+        """Wait for every future. A worker still busy after ``step_timeout``, or when
+        ``shutdown()`` is called from another thread, becomes a WorkerError."""
+        deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout
         try:
-            done, pending = wait(futures, timeout=self.step_timeout)
+            while True:
+                done, pending = wait(futures, timeout=POLL_SECONDS)
+                if not pending:
+                    return
+                if self._threads is None:
+                    reason = "shutdown() was called during the step"
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    reason = f"did not finish its shard within step_timeout={self.step_timeout:g} s"
+                    break
         except BaseException:  # Ctrl-C: peers waiting on each other must not block the clean-up
             if world is not None:
                 world.abort(None, "the step was interrupted")
             raise
-        if pending:
-            if world is not None:  # peers that only wait for the hung one are released
-                world.abort(None, f"a worker did not finish within step_timeout={self.step_timeout:g} s")
-            hung = [k for k, f in enumerate(futures) if f in pending]
-            wait(futures, timeout=0.5)  # released peers report back
-            hung = [k for k in hung if not futures[k].done()]
-            self._abandoned.extend(f"worker {k}" for k in hung)
-            raise WorkerError(f"thread executor: worker {hung[0]} did not finish its shard within "
-                              f"step_timeout={self.step_timeout:g} s; it was abandoned and the executor "
-                              "is unusable", hung[0] if hung else None)
+        if world is not None:  # peers that only wait for the busy one are released
+            world.abort(None, f"a worker {reason}")
+        wait(futures, timeout=0.2)  # released peers report back
+        hung = [k for k, f in enumerate(futures) if not f.done()]
+        self._abandoned.extend(f"worker {k}" for k in hung if f"worker {k}" not in self._abandoned)
+        first = hung[0] if hung else None
+        if self._threads is None:
+            raise WorkerError(f"thread executor: {reason}; busy workers {hung} were abandoned", first)
+        raise WorkerError(f"thread executor: worker {first} {reason}; it was abandoned and the executor is "
+                          "unusable", first)
 
     def run(self, fn: Callable[..., Any], args: Sequence[tuple] | None = None) -> list[Any]:
         """``fn(WorkerContext, *args[k])`` on every worker k, in parallel; results in worker order."""
