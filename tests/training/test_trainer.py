@@ -212,14 +212,29 @@ def test_line_progress_prints_one_summary_per_epoch():
     assert all("test_accuracy" in line and "samples/s" in line for line in lines)
 
 
-def test_bar_progress_shows_loss_and_samples_per_second():
-    pytest.importorskip("tqdm")
+def test_bar_progress_is_one_bar_per_train_call_with_a_line_per_epoch(monkeypatch):
+    tqdm = pytest.importorskip("tqdm").tqdm
+    bars = []
+
+    class CountedTqdm(tqdm):                 # the real text bar, counted
+        def __init__(self, *args, **kwargs):
+            bars.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(progress_module, "_load_tqdm", lambda: CountedTqdm)
     stream = io.StringIO()
-    trainer, _, _ = make(max_epoch=2, progress=True, stream=stream)
+    trainer, _, _ = make(max_epoch=3, progress=True, stream=stream)
     trainer.train()
-    text = stream.getvalue()
-    assert "epoch 1/2" in text and "epoch 2/2" in text
-    assert "samples/s" in text and "loss" in text and "6/6" in text
+    assert len(bars) == 1                     # not one per epoch
+    assert bars[0].disable or bars[0].n == 6  # the bar counted the last epoch's 6 batches
+    # Each epoch's summary is a whole line of its own, which a saved notebook keeps.
+    lines = [line.split("\r")[-1] for line in stream.getvalue().split("\n")]
+    summaries = [line for line in lines if line.startswith("epoch ") and ": loss " in line]
+    assert [line[:11] for line in summaries] == ["epoch 1/3: ", "epoch 2/3: ", "epoch 3/3: "]
+    assert all("test_accuracy" in line and "samples/s" in line for line in summaries)
+    trainer.max_epoch = 4
+    trainer.train()                           # a second call: a second bar
+    assert len(bars) == 2
 
 
 def test_bar_falls_back_to_lines_without_tqdm(monkeypatch):

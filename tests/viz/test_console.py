@@ -124,3 +124,13 @@ def test_viz_imports_only_backend_and_autograd():
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not alias.name.startswith("tinyai") or alias.name.startswith(allowed), path.name
+
+
+def test_steps_hold_arrays_not_memoryviews():
+    # backward hands Functions raw arrays; `.data` of a NumPy array is a
+    # memoryview, which a learner cannot print or compare.
+    _, _, y = small_graph()
+    steps = StepByStepVisualizer().trace_backward(y, grad=np.array([1.0, -1.0]))
+    gradients = [g for step in steps for g in step.incoming + step.outgoing if g is not None]
+    assert len(gradients) == 6 and all(isinstance(g, np.ndarray) for g in gradients)
+    np.testing.assert_allclose(steps[0].outgoing[1], [4.0, -6.0])

@@ -167,6 +167,17 @@ def test_jupyter_view_renders_svg():
     assert "<svg" in svg and ">Mul<" in svg and ">Add<" in svg
 
 
+@needs_dot
+def test_jupyter_view_also_renders_png_and_show_writes_a_file_outside_jupyter():
+    view = show_graph(small_graph()[2])
+    assert view._repr_png_()[:8] == b"\x89PNG\r\n\x1a\n"
+    path = view.show()
+    try:
+        assert "<svg" in path.read_text(encoding="utf-8")
+    finally:
+        path.unlink()
+
+
 def test_jupyter_view_without_graphviz_falls_back_to_text(monkeypatch, caplog):
     monkeypatch.setattr(dot_module.shutil, "which", lambda name: None)
     view = show_graph(small_graph()[2])

@@ -94,3 +94,14 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes the import fail
     with pytest.raises(ImportError, match=r"Plot.save: plotting needs matplotlib.*tinyai-numpy\[viz\]"):
         Plot().line([1.0, 2.0]).save(tmp_path / "x.png")
+
+
+def test_plot_displays_itself_as_png_in_jupyter():
+    x, t = two_blobs()
+    plot = Plot(title="blobs", size=(4.0, 3.0)).decision_regions(linear_scores, x, t)
+    data = plot._repr_png_()
+    assert data[:8] == PNG
+    assert (int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")) == (400, 300)
+    assert repr(plot) == "Plot(title='blobs', layers: regions, scatter)"
+    assert Plot()._repr_png_() is None               # nothing drawn: the text repr stands
+    assert plot.to_bytes("svg").lstrip().startswith(b"<?xml")

@@ -18,6 +18,8 @@ import tempfile
 import urllib.parse
 import urllib.request
 
+from tinyai.backend.files import publish
+
 __all__ = ["DownloadError", "ChecksumMismatchError", "download_file", "sha256_file"]
 
 logger = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ def download_file(url: str, destination: str | os.PathLike, sha256: str | None =
         if sha256 is not None and actual != sha256:
             raise ChecksumMismatchError(f"download_file: checksum mismatch for {url}: expected SHA-256 "
                                         f"{sha256}, got {actual} ({received} bytes); the file was discarded")
-        os.replace(temp_path, destination)
+        publish(temp_path, destination)
     except BaseException:
         # Also on KeyboardInterrupt: the half-written temporary file must not stay behind.
         try:

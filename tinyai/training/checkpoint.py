@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tinyai.backend import is_array, to_cpu
+from tinyai.backend.files import publish
 
 FORMAT = "tinyai-checkpoint"
 VERSION = 1
@@ -55,7 +56,7 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> 
             stream.flush()
             # The rename must not reach the disk before the data does.
             os.fsync(stream.fileno())
-        os.replace(temp_path, path)
+        publish(temp_path, path)
     except BaseException:
         try:
             os.unlink(temp_path)

@@ -26,6 +26,7 @@ import numpy as np
 
 from tinyai.autograd import Variable, no_grad, test_mode
 from tinyai.backend import get_default_dtype, is_array, to_cpu
+from tinyai.backend.files import publish
 from tinyai.nn import Layer, Parameter
 from tinyai.nn.layer import describe_state_mismatch
 
@@ -202,7 +203,7 @@ class Model:
                 np.savez(f, **arrays)  # a file object: np.savez adds no suffix
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
+            publish(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.remove(tmp)

@@ -17,6 +17,8 @@ in some epoch holds ``None`` there, so ``history["time"][i]`` and
 """
 from __future__ import annotations
 
+import functools
+import io
 import logging
 import math
 import os
@@ -154,30 +156,56 @@ class Monitor:
     def plot(self, path: str | os.PathLike | None = None, show: bool | None = None) -> Any:
         """Draw the loss curves and, when recorded, the accuracy curves.
 
+        In Jupyter, ``trainer.monitor.plot()`` as the last line of a cell shows
+        the picture once: the figure is kept out of pyplot (whose inline
+        backend would draw it a second time) and displays itself as a PNG.
+
         Args:
             path: where to save the figure (PNG, or any format matplotlib
                 knows from the extension). Parent directories must exist.
-            show: display the figure; by default only when no ``path`` is
-                given and a display is available.
+            show: True: display it now (in Jupyter, in the cell's output; in a
+                terminal with a display, in a window). By default a window
+                opens only when no ``path`` is given, a display is available
+                and this is not Jupyter.
 
         Returns:
             The matplotlib ``Figure``.
 
         matplotlib is an optional dependency (``pip install 'tinyai-numpy[viz]'``).
-        Without a display (a server, CI) the Agg backend is used, so saving a
-        file always works.
+        Drawing never needs a display, so saving a file always works.
         """
         try:
-            import matplotlib
+            import matplotlib  # noqa: F401
         except ImportError as error:
             raise ImportError("Monitor.plot needs matplotlib: pip install 'tinyai-numpy[viz]'") from error
+        notebook = _in_ipython()
         headless = os.name != "nt" and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
-        if headless and not os.environ.get("MPLBACKEND") and "matplotlib.pyplot" not in sys.modules:
-            # Choose Agg before pyplot is imported (afterwards the choice is made);
-            # a backend picked by the user or by Jupyter (MPLBACKEND) is kept.
-            matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        if show is None:
+            show = path is None and not headless and not notebook
+        window = show and not notebook
+        figure = _new_figure(self._figure_size(), window)
+        self._draw(figure)
+        if path is not None:
+            figure.savefig(os.fspath(path), dpi=100)
+            logger.info("Monitor.plot: saved training curves to %s", path)
+        if show and notebook:
+            from IPython.display import display
 
+            display(figure)
+        elif window:
+            import matplotlib.pyplot as plt
+
+            plt.show()
+        return figure
+
+    def _accuracy_names(self) -> list[str]:
+        return [n for n in self._history if n.endswith("accuracy") and any(v is not None for v in self._history[n])]
+
+    def _figure_size(self) -> tuple[float, float]:
+        return (5.5 * (2 if self._accuracy_names() else 1), 4)
+
+    def _draw(self, figure: Any) -> None:
+        """Draw the curves onto ``figure``: loss on the left, accuracy (if any) on the right."""
         epochs = list(range(1, self.epochs_done + 1))
 
         def curve(axis, name: str, label: str, style: str) -> bool:
@@ -187,10 +215,9 @@ class Monitor:
                 axis.plot(xs, ys, style, label=label)
             return bool(points)
 
-        accuracy_names = [n for n in self._history if n.endswith("accuracy") and any(
-            v is not None for v in self._history[n])]
+        accuracy_names = self._accuracy_names()
         columns = 2 if accuracy_names else 1
-        figure, axes = plt.subplots(1, columns, figsize=(5.5 * columns, 4), squeeze=False)
+        axes = figure.subplots(1, columns, squeeze=False)
         loss_axis = axes[0][0]
         curve(loss_axis, "loss", "train loss", "o-")
         curve(loss_axis, "test_loss", "test loss", "s--")
@@ -209,14 +236,42 @@ class Monitor:
             accuracy_axis.grid(True, alpha=0.3)
             accuracy_axis.legend()
         figure.tight_layout()
-        if path is not None:
-            figure.savefig(os.fspath(path), dpi=100)
-            logger.info("Monitor.plot: saved training curves to %s", path)
-        if show is None:
-            show = path is None and not headless
-        if show:
-            plt.show()
-        elif path is not None:
-            # Saved and not shown: release the figure so repeated plots do not pile up.
-            plt.close(figure)
-        return figure
+
+
+def _in_ipython() -> bool:
+    """True inside IPython or a Jupyter kernel."""
+    shell = sys.modules.get("IPython")
+    return shell is not None and getattr(shell, "get_ipython", lambda: None)() is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _figure_class() -> type:
+    """A matplotlib Figure that shows itself in Jupyter (as a PNG) when it is a cell's value.
+
+    Made on first use: matplotlib is an optional extra.
+    """
+    from matplotlib.figure import Figure
+
+    class CurvesFigure(Figure):
+        """A Figure that Jupyter displays once, as a PNG."""
+
+        def _repr_png_(self) -> bytes:
+            buffer = io.BytesIO()
+            self.savefig(buffer, format="png", dpi=100)
+            return buffer.getvalue()
+
+    return CurvesFigure
+
+
+def _new_figure(size: tuple[float, float], window: bool) -> Any:
+    """A figure of ``size`` inches: in pyplot when it will open a window, else
+    outside pyplot on the headless Agg canvas (nothing draws it behind our back)."""
+    if window:
+        import matplotlib.pyplot as plt
+
+        return plt.figure(figsize=size, FigureClass=_figure_class())
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = _figure_class()(figsize=size)
+    FigureCanvasAgg(figure)
+    return figure

@@ -1,13 +1,18 @@
 """The Trainer's progress display: the one place in tinyai that writes to the terminal.
 
-Three modes:
+One display per ``train()`` call, in one of three modes:
 
-    "bar"   a tqdm progress bar per epoch with the running loss and samples/s
-            (``tqdm.auto``: a widget inside Jupyter, text in a terminal); the
-            bar stays on screen with the epoch's final numbers. Without tqdm
-            installed (``pip install 'tinyai-numpy[progress]'``) it falls back to "line".
-    "line"  one summary line per epoch.
+    "bar"   one tqdm progress bar for the whole call (``tqdm.auto``: a widget
+            in Jupyter, text in a terminal), restarted for each epoch and
+            showing the running loss and samples/s; when an epoch ends its
+            summary line is written above the bar, and the bar goes away when
+            training ends. Without tqdm installed (``pip install
+            'tinyai-numpy[progress]'``) it falls back to "line".
+    "line"  the same summary line per epoch, nothing else.
     "off"   nothing.
+
+The summary lines are plain text on the display's stream, so they stay in a
+saved or exported notebook, where a widget would not.
 """
 from __future__ import annotations
 
@@ -43,42 +48,69 @@ def _load_tqdm():
     return tqdm
 
 
-class EpochProgress:
-    """Shows one epoch's progress; ``update`` after each batch, ``close`` at the end.
+def format_metrics(metrics: dict[str, float | None]) -> str:
+    """``"loss 0.1234, test_accuracy 0.9512"``: accuracies with 4 decimals, the rest with 4 digits."""
+    return ", ".join(f"{name} {value:.4f}" if name.endswith("accuracy") else f"{name} {value:.4g}"
+                     for name, value in metrics.items() if value is not None)
+
+
+class TrainingProgress:
+    """Shows the progress of one ``train()`` call.
+
+    ``start_epoch`` at the start of each epoch, ``update`` after each batch,
+    ``end_epoch`` with the epoch's metrics, ``close`` when training is done
+    (``abort`` after an error).
 
     Args:
         mode: "bar", "line" or "off".
-        epoch: the 1-based epoch number shown.
         max_epoch: the last epoch number.
-        total: the number of batches in the epoch.
-        stream: where lines (and the text bar) go; stdout by default.
+        stream: where the lines (and the text bar) go; stdout by default.
     """
 
     _warned_no_tqdm = False
 
-    def __init__(self, mode: str, epoch: int, max_epoch: int, total: int, stream: TextIO | None = None) -> None:
+    def __init__(self, mode: str, max_epoch: int, stream: TextIO | None = None) -> None:
         self.mode = mode
         self.stream = stream if stream is not None else sys.stdout
-        self.epoch, self.max_epoch = epoch, max_epoch
+        self.max_epoch = max_epoch
+        self.bar: Any = None
+        self._tqdm: Any = None
+        if mode == "bar":
+            self._tqdm = _load_tqdm()
+            if self._tqdm is None:
+                if not TrainingProgress._warned_no_tqdm:
+                    logger.warning("progress bar needs tqdm (pip install 'tinyai-numpy[progress]'); "
+                                   "showing one line per epoch instead")
+                    TrainingProgress._warned_no_tqdm = True
+                self.mode = "line"
+        self.epoch = 0
+        self._start_epoch_state(0)
+
+    def _start_epoch_state(self, total: int) -> None:
+        self.total = total
         self.samples = 0
         self.loss_sum = 0.0
         self.batches = 0
         self.rate = 0.0
-        self.bar: Any = None
-        if mode == "bar":
-            tqdm = _load_tqdm()
-            if tqdm is None:
-                if not EpochProgress._warned_no_tqdm:
-                    logger.warning("progress bar needs tqdm (pip install 'tinyai-numpy[progress]'); "
-                                   "showing one line per epoch instead")
-                    EpochProgress._warned_no_tqdm = True
-                self.mode = "line"
-            else:
-                width = len(str(max_epoch))
-                self.bar = tqdm(total=total, desc=f"epoch {epoch:>{width}}/{max_epoch}", unit="batch",
-                                leave=True, file=self.stream, dynamic_ncols=True)
-        # Started after the bar exists, so importing tqdm does not count as training time.
         self.start = time.perf_counter()
+
+    def _label(self) -> str:
+        return f"epoch {self.epoch:>{len(str(self.max_epoch))}}/{self.max_epoch}"
+
+    def start_epoch(self, epoch: int, total: int) -> None:
+        """Epoch ``epoch`` (1-based) of ``total`` batches begins."""
+        self.epoch = epoch
+        if self.mode == "bar":
+            if self.bar is None:
+                # leave=False: when training ends the bar goes; the summary lines stay.
+                self.bar = self._tqdm(total=total, desc=self._label(), unit="batch", leave=False,
+                                      file=self.stream, dynamic_ncols=True)
+            else:
+                self.bar.set_description_str(self._label(), refresh=False)
+                self.bar.set_postfix_str("", refresh=False)
+                self.bar.reset(total=total)
+        # Started after the bar exists, so importing tqdm does not count as training time.
+        self._start_epoch_state(total)
 
     def _samples_per_second(self) -> float:
         elapsed = time.perf_counter() - self.start
@@ -96,30 +128,32 @@ class EpochProgress:
                                      f"{self.rate:,.0f} samples/s", refresh=False)
             self.bar.update(1)
 
-    def close(self, metrics: dict[str, float | None]) -> None:
-        """End the epoch, showing its final ``metrics`` (name -> value)."""
-        shown = ", ".join(f"{name} {value:.4f}" if name.endswith("accuracy") else f"{name} {value:.4g}"
-                          for name, value in metrics.items() if value is not None)
-        rate = f"{self.rate:,.0f} samples/s"
+    def end_epoch(self, metrics: dict[str, float | None]) -> None:
+        """The epoch is over: write its summary line with the final ``metrics`` (name -> value)."""
+        if self.mode == "off":
+            return
+        elapsed = time.perf_counter() - self.start
+        line = f"{self._label()}: {format_metrics(metrics)}, {elapsed:.1f}s, {self.rate:,.0f} samples/s"
         if self.bar is not None:
-            self.bar.set_postfix_str(f"{shown}, {rate}", refresh=True)
-            self.bar.close()
-            self.bar = None
-        elif self.mode == "line":
-            elapsed = time.perf_counter() - self.start
-            width = len(str(self.max_epoch))
+            # tqdm.write clears the bar, writes the line above it and draws the bar again.
+            self._tqdm.write(line, file=self.stream)
+        else:
             # The progress display is the one part of the library that writes to the terminal.
-            self.stream.write(f"epoch {self.epoch:>{width}}/{self.max_epoch}: {shown}, {elapsed:.1f}s, {rate}\n")
+            self.stream.write(line + "\n")
             self.stream.flush()
 
     def note(self, text: str) -> None:
-        """One more line after the epoch's summary (line mode only; a bar has no room for it)."""
+        """One more line after the epoch's summary (line mode only; the bar mode keeps one line per epoch)."""
         if self.mode == "line":
             self.stream.write(text + "\n")
             self.stream.flush()
 
-    def abort(self) -> None:
-        """Close the bar after an error, without a summary."""
+    def close(self) -> None:
+        """Training is over: remove the bar (the summary lines stay)."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+    def abort(self) -> None:
+        """Close the bar after an error."""
+        self.close()

@@ -39,7 +39,7 @@ from tinyai.training.nan_guard import NonFiniteLossError, check_on_nan, check_st
 from tinyai.training.parallel_training import ParallelTraining, check_thread_count
 from tinyai.training.placement import device_scope, place_on_device
 from tinyai.training.precision import PRECISIONS, MixedPrecision
-from tinyai.training.progress import EpochProgress, resolve_mode
+from tinyai.training.progress import TrainingProgress, resolve_mode
 from tinyai.training.setup_checks import check_optimizer_matches
 
 logger = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class Trainer:
         self.model: Any = None
         self.loss: Any = None
         self.optimizer: Any = None
-        self._progress_bar: EpochProgress | None = None
+        self._progress_bar: TrainingProgress | None = None
         parts = {"dataset": dataset, "model": model, "loss": loss, "optimizer": optimizer}
         missing = [name for name, value in parts.items() if value is None]
         if len(missing) < len(parts):
@@ -253,13 +253,20 @@ class Trainer:
         return self.monitor.history
 
     def _train_epochs(self, shuffle: bool) -> None:
-        while self.epoch < self.max_epoch:
-            self._train_epoch(self.epoch, shuffle)
-            self.epoch += 1
-            if self.checkpoint_path is not None and self._parallel.is_root:
-                self.save_checkpoint(self.checkpoint_path)
+        # One display for the whole call: a bar restarted per epoch, one summary line per epoch.
+        display = TrainingProgress(self.progress if self._parallel.is_root else "off", self.max_epoch, self.stream)
+        self._progress_bar = display
+        try:
+            while self.epoch < self.max_epoch:
+                self._train_epoch(self.epoch, shuffle, display)
+                self.epoch += 1
+                if self.checkpoint_path is not None and self._parallel.is_root:
+                    self.save_checkpoint(self.checkpoint_path)
+        finally:
+            display.close()
+            self._progress_bar = None
 
-    def _train_epoch(self, epoch: int, shuffle: bool) -> None:
+    def _train_epoch(self, epoch: int, shuffle: bool, display: TrainingProgress) -> None:
         model, monitor = self.model, self.monitor
         if shuffle and hasattr(self.train_set, "shuffle"):
             self.train_set.shuffle()
@@ -275,8 +282,7 @@ class Trainer:
         self._skipped_shards = 0
         self._failed_batches = 0
         started = time.perf_counter()
-        display = EpochProgress(self.progress if self._parallel.is_root else "off", epoch + 1, self.max_epoch, len(batches), self.stream)
-        self._progress_bar = display
+        display.start_epoch(epoch + 1, len(batches))
         score = self.evaluator.batch_score if self.evaluator is not None else None
         metric_name = self.evaluator.train_metric if self.evaluator is not None else None
         loss_sum = 0.0
@@ -298,7 +304,6 @@ class Trainer:
                 display.update(batch.size, value)
         except BaseException:
             display.abort()
-            self._progress_bar = None
             raise
         monitor.collect("loss", loss_sum / loss_count if loss_count else math.nan)
         if self._parallel.running:
@@ -311,8 +316,7 @@ class Trainer:
                 monitor.collect(name, value)
         monitor.end_epoch()
         shown = {name: values[-1] for name, values in monitor.history.items() if name != "time"}
-        display.close(shown)
-        self._progress_bar = None
+        display.end_epoch(shown)
         if self._parallel.running:
             stats = self._parallel.stats_line(loss_count - self._failed_batches, len(batches),
                                               loss_sum / loss_count if loss_count else math.nan,

@@ -77,6 +77,15 @@ class ComputationGraphVisualizer:
         return text
 
 
+def _array(gradient: Any) -> Any:
+    """The array of a gradient: backward hands a Function raw arrays or Variables
+    (with ``create_graph``); either way the step records the array (``.data`` of
+    a raw NumPy array would be a memoryview)."""
+    if gradient is None:
+        return None
+    return gradient.data if isinstance(gradient, Variable) else gradient
+
+
 @dataclass
 class BackwardStep:
     """One step of backpropagation: a Function turning output gradients into input gradients.
@@ -130,9 +139,9 @@ class StepByStepVisualizer:
                     function=type(function).__name__,
                     generation=function.generation,
                     outputs=["(freed)" if out is None else describe(out, graph) for out in outputs],
-                    incoming=[None if g is None else g.data for g in gys],
+                    incoming=[_array(g) for g in gys],
                     inputs=[describe(x, graph) for x in function.inputs],
-                    outgoing=[None if g is None else g.data for g in as_tuple],
+                    outgoing=[_array(g) for g in as_tuple],
                 ))
                 return gxs
 

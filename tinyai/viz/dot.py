@@ -15,10 +15,12 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 from tinyai.autograd import Variable
+from tinyai.backend.files import publish
 from tinyai.viz._graph import Graph, check_variable, collect, format_array
 
 logger = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ def plot_dot_graph(y: Variable, to_file: str | os.PathLike, verbose: bool = Fals
     # Write to a sibling temporary file first so a failure never leaves half a picture.
     with tempfile.NamedTemporaryFile(dir=path.parent or ".", prefix=".tinyai-graph-", delete=False) as tmp:
         tmp.write(picture)
-    os.replace(tmp.name, path)
+    publish(tmp.name, path)
     return path
 
 
@@ -172,6 +174,29 @@ class GraphView:
         except RuntimeError as exc:
             logger.warning("%s", exc)
             return None
+
+    def _repr_png_(self) -> bytes | None:
+        # Front ends that do not take SVG (some exporters) use this one.
+        try:
+            return _run_dot(self.source, "png", "show_graph")
+        except RuntimeError as exc:
+            logger.warning("%s", exc)
+            return None
+
+    def show(self) -> Path | None:
+        """Display the picture inline in Jupyter; elsewhere write it as SVG to a
+        temporary file and return its path (there is no window to open)."""
+        shell = sys.modules.get("IPython")
+        if shell is not None and getattr(shell, "get_ipython", lambda: None)() is not None:
+            from IPython.display import SVG, display  # noqa: PLC0415 - only inside IPython
+
+            display(SVG(self.svg()))
+            return None
+        with tempfile.NamedTemporaryFile("w", suffix=".svg", prefix="tinyai-graph-", delete=False,
+                                         encoding="utf-8") as file:
+            file.write(self.svg())
+        logger.info("GraphView.show: not in Jupyter; the graph was written to %s", file.name)
+        return Path(file.name)
 
     def save(self, to_file: str | os.PathLike) -> Path:
         """Write the picture; the format comes from the extension (as in plot_dot_graph)."""

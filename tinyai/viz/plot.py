@@ -12,7 +12,9 @@ is saved, so ``import tinyai`` does not need it.
 """
 from __future__ import annotations
 
+import io
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,6 +35,12 @@ def _matplotlib(where: str):
     except ImportError as exc:
         raise ImportError(_MATPLOTLIB_MISSING.format(where=where)) from exc
     return Figure, FigureCanvasAgg
+
+
+def _in_ipython() -> bool:
+    """True inside IPython or a Jupyter kernel."""
+    shell = sys.modules.get("IPython")
+    return shell is not None and getattr(shell, "get_ipython", lambda: None)() is not None
 
 
 def _host(values: Any, where: str, what: str) -> np.ndarray:
@@ -160,11 +168,59 @@ class Plot:
 
         Raises ImportError naming the ``viz`` extra when matplotlib is missing.
         """
+        path = Path(path)
+        self.figure("Plot.save", dpi).savefig(path)
+        return path
+
+    def to_bytes(self, fmt: str = "png", dpi: int = 100) -> bytes:
+        """The picture as the bytes of a ``fmt`` file ("png", "svg", "pdf")."""
+        buffer = io.BytesIO()
+        self.figure("Plot.to_bytes", dpi).savefig(buffer, format=fmt)
+        return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes | None:
+        # Jupyter shows a Plot that ends a cell as this PNG. None (nothing to
+        # draw, or no matplotlib) lets it fall back to the text repr.
         if not self._layers:
-            raise ValueError("Plot.save: nothing to draw; call line, scatter or decision_regions first")
-        Figure, FigureCanvasAgg = _matplotlib("Plot.save")
+            return None
+        try:
+            return self.to_bytes("png")
+        except ImportError:
+            return None
+
+    def show(self) -> None:
+        """Display the picture: inline in Jupyter, else in a matplotlib window."""
+        if _in_ipython():
+            from IPython.display import Image, display  # noqa: PLC0415 - only inside IPython
+
+            display(Image(self.to_bytes("png")))
+            return
+        if not self._layers:
+            raise ValueError("Plot.show: nothing to draw; call line, scatter or decision_regions first")
+        try:
+            import matplotlib.pyplot as plt  # noqa: PLC0415 - optional extra
+        except ImportError as exc:
+            raise ImportError(_MATPLOTLIB_MISSING.format(where="Plot.show")) from exc
+        figure = plt.figure(figsize=self.size)
+        self._draw(figure)
+        plt.show()
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(kind for kind, _ in self._layers) or "empty"
+        return f"Plot(title={self.title!r}, layers: {kinds})"
+
+    def figure(self, where: str = "Plot.figure", dpi: int = 100) -> Any:
+        """A matplotlib Figure (headless Agg canvas) with everything drawn on it."""
+        if not self._layers:
+            raise ValueError(f"{where}: nothing to draw; call line, scatter or decision_regions first")
+        Figure, FigureCanvasAgg = _matplotlib(where)
         figure = Figure(figsize=self.size, dpi=dpi)
         FigureCanvasAgg(figure)  # attaches the headless canvas to the figure
+        self._draw(figure)
+        return figure
+
+    def _draw(self, figure: Any) -> None:
+        """Draw the layers, in the order they were added, on one pair of axes of ``figure``."""
         axes = figure.add_subplot(1, 1, 1)
         cmap = "tab10"
         has_label = False
@@ -187,6 +243,3 @@ class Plot:
         if has_label:
             axes.legend()
         figure.tight_layout()
-        path = Path(path)
-        figure.savefig(path)
-        return path
