@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tinyai.backend.settings import is_int, is_number
+from tinyai.parallel.compression import get_compressor
+from tinyai.parallel.gradient_exchange import ALLREDUCE_ALGORITHMS
+
 #: Where shards may run: "auto" measures and picks (never "mpi").
 BACKENDS = ("auto", "thread", "process", "mpi")
 #: What a failed shard does: stop the step, or leave it out of the average.
@@ -35,12 +38,19 @@ class ParallelOptions:
         on_error: "raise" or "skip" (see ``SynchronousAllReduce``).
         step_timeout: seconds one step may take before a worker still busy
             is reported as hung (``WorkerError``); None waits for ever.
+        compression: None, a name ("fp16", "int8", "topk", "signsgd") or a
+            ``Compressor``: the workers exchange compressed gradients (see
+            ``tinyai.parallel.compression``).
+        allreduce_algorithm: "direct" (the executor adds the gradients) or
+            "ring" (the workers add them by ring all-reduce; threads and MPI).
     """
 
     backend: str = "auto"
     thread_count: int = 0
     on_error: str = "raise"
     step_timeout: float | None = None
+    compression: Any = None
+    allreduce_algorithm: str = "direct"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "thread_count", check_thread_count(self.thread_count))
@@ -48,6 +58,10 @@ class ParallelOptions:
             raise ValueError(f"data parallel: backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.on_error not in ON_ERROR:
             raise ValueError(f"data parallel: on_error must be one of {ON_ERROR}, got {self.on_error!r}")
+        if self.allreduce_algorithm not in ALLREDUCE_ALGORITHMS:
+            raise ValueError(f"data parallel: allreduce_algorithm must be one of {ALLREDUCE_ALGORITHMS}, "
+                             f"got {self.allreduce_algorithm!r}")
+        get_compressor(self.compression)  # a clear error now for an unknown name, not at the first step
         timeout = self.step_timeout
         if timeout is not None and not (is_number(timeout) and timeout > 0):
             raise ValueError(f"data parallel: step_timeout must be a positive number of seconds or None, "

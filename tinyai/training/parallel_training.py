@@ -15,6 +15,7 @@ a clear error instead of silently training on one thread, until
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -23,7 +24,9 @@ from typing import Any
 from tinyai.parallel.auto import CANDIDATES, choose_backend
 from tinyai.parallel.engine import DataParallel
 from tinyai.parallel.options import ParallelOptions, check_thread_count
+from tinyai.parallel.stats import ParallelStats
 from tinyai.parallel.strategy import StepOutcome
+from tinyai.parallel.strategy.factory import make_strategy
 from tinyai.parallel.utils import format_parallel_stats, is_model_parallelizable
 
 logger = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ class ParallelTraining:
         self.closed: str | None = None
         #: False on the MPI ranks other than 0, which neither print nor write checkpoints.
         self.is_root = True
+        #: What the strategies exchanged and did since ``start`` (``Trainer.parallel_stats()``).
+        self.stats = ParallelStats()
         self._lock = threading.Lock()
 
     @property
@@ -72,8 +77,8 @@ class ParallelTraining:
 
     def configure(self, enable: bool, thread_count: int = 0, backend: str = "auto") -> None:
         """New settings; a running engine is shut down first, and a closed one opens again."""
-        options = ParallelOptions(backend, check_thread_count(thread_count, "configure_parallel_training"),
-                                  self.options.on_error, self.options.step_timeout)
+        options = dataclasses.replace(self.options, backend=backend,
+                                      thread_count=check_thread_count(thread_count, "configure_parallel_training"))
         self._release(30)
         self.options = options
         self.enabled = bool(enable)
@@ -96,7 +101,11 @@ class ParallelTraining:
         """Check the model and start the workers (or decide that single-thread is better)."""
         self._release(30)
         self.closed = None
+        self.stats.reset()
         if not self.enabled:
+            if self.options.compression is not None:
+                logger.warning("data parallel: compression=%r has no effect: data-parallel training is off",
+                               self.options.compression)
             return
         if self.backend == "mpi":
             self._start_mpi(model, loss)
@@ -127,10 +136,12 @@ class ParallelTraining:
                 self.chosen_backend = "single"
                 return
             engine.model = model  # the probes ran on a replica; the real steps go to the master
+            engine.strategy = make_strategy(self.options, self.stats, backend)
             engine.strategy.bind(model, loss, engine.executor)
         if engine is None:
             engine = DataParallel(model, loss, workers, backend=backend, on_error=self.options.on_error,
-                                  step_timeout=self.options.step_timeout)
+                                  step_timeout=self.options.step_timeout,
+                                  strategy=make_strategy(self.options, self.stats, backend))
         engine.strategy.on_error = self.options.on_error
         self.engine = engine
         self.workers = workers
@@ -139,7 +150,8 @@ class ParallelTraining:
 
     def _start_mpi(self, model: Any, loss: Any) -> None:
         """Join the MPI job this script was launched in; its ranks split every batch."""
-        engine = DataParallel(model, loss, backend="mpi", on_error=self.options.on_error)
+        engine = DataParallel(model, loss, backend="mpi", on_error=self.options.on_error,
+                              strategy=make_strategy(self.options, self.stats, "mpi"))
         self.is_root = engine.is_root
         size = engine.executor.workers
         if size < 2:

@@ -107,6 +107,15 @@ class Trainer:
             ``tinyai.training.precision.MixedPrecision``); a step whose
             gradients overflow is skipped and the scale halved, which is not
             a non-finite loss.
+        compression: in data-parallel training, how the workers' gradients
+            travel: None (dense), "fp16", "int8", "topk" (top 1% with error
+            feedback), "signsgd" (scaled sign with error feedback) or a
+            ``tinyai.parallel.compression.Compressor``. The workers exchange
+            the compressed bytes; training then no longer equals
+            single-thread training exactly. See ``parallel_stats()``.
+        allreduce_algorithm: "direct" (the executor adds the workers'
+            gradients) or "ring" (the workers add them among themselves by
+            ring all-reduce; "thread" and "mpi" backends).
         dataset, model, loss, optimizer: given together, ``init`` is done
             here, so ``Trainer(5, dataset=..., model=..., loss=..., optimizer=...).train()``
             is one line; left out, call ``init`` yourself (TinyAI's way).
@@ -118,7 +127,8 @@ class Trainer:
                  stream: TextIO | None = None, parallel_backend: str = "auto", on_error: str = "raise",
                  accumulate_steps: int = 1, step_timeout: float | None = None, dataset: Any = None,
                  model: Any = None, loss: Any = None, optimizer: Any = None,
-                 device: str | Device | None = None, precision: str = "float32") -> None:
+                 device: str | Device | None = None, precision: str = "float32", compression: Any = None,
+                 allreduce_algorithm: str = "direct") -> None:
         max_epoch = int_setting(max_epoch, "Trainer", "max_epoch", minimum=0)
         check_on_nan(on_nan, "Trainer")
         accumulate_steps = int_setting(accumulate_steps, "Trainer", "accumulate_steps")
@@ -137,7 +147,8 @@ class Trainer:
         self.monitor = monitor if monitor is not None else Monitor()
         self.evaluator = evaluator
         self._parallel = ParallelTraining(enable_parallel, ParallelOptions(
-            parallel_backend, check_thread_count(thread_count, "Trainer"), on_error, step_timeout))
+            parallel_backend, check_thread_count(thread_count, "Trainer"), on_error, step_timeout,
+            compression, allreduce_algorithm))
         self.accumulate_steps = accumulate_steps
         self._accumulated: dict[str, Any] = {}
         self._skipped_shards = 0
@@ -221,6 +232,18 @@ class Trainer:
     def get_parallel_thread_count(self) -> int:
         """The number of workers each step is split over (1: single-thread)."""
         return self._parallel.workers if self.is_parallel_training_enabled() else 1
+
+    def parallel_stats(self) -> dict[str, Any]:
+        """What data-parallel training exchanged and did since ``init`` (or the last configure).
+
+        Keys: ``bytes_sent`` (gradient bytes between workers as encoded, all
+        workers together, by the exchange's wire model: see
+        ``tinyai.parallel.stats``), ``bytes_dense`` (the same exchanges in
+        float32), ``compression_ratio`` (dense / sent), ``updates``
+        (optimizer updates), ``exchanges``, ``wait_time_s`` and
+        ``staleness_histogram`` (asynchronous strategies).
+        """
+        return self._parallel.stats.as_dict()
 
     def _require_init(self, what: str) -> None:
         if self.model is None:

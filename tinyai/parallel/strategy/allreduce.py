@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tinyai.parallel.stats import DENSE_ITEMSIZE, allreduce_wire_bytes
 from tinyai.parallel.strategy.base import StepOutcome, Strategy
 from tinyai.parallel.utils import apply_aggregated_gradients
 
@@ -44,4 +45,9 @@ class SynchronousAllReduce(Strategy):
             logger.warning("data parallel: skipped the shard of worker %d (%s)", r.worker_id, r.exception)
         average = self.executor.allreduce_gradients(results)
         apply_aggregated_gradients(self.model, average)
+        if len(results) > 1:  # the direct exchange's bytes (``tinyai.parallel.stats``)
+            nbytes = sum(g.nbytes for g in average.values())
+            entries = sum(g.size for g in average.values())
+            self.stats.record_exchange(allreduce_wire_bytes(nbytes, len(results), "direct"),
+                                       allreduce_wire_bytes(entries * DENSE_ITEMSIZE, len(results), "direct"))
         return self.outcome_of(results)

@@ -47,6 +47,7 @@ from tinyai.backend import get_array_module
 from tinyai.parallel.executor.base import Executor, WorkerError
 from tinyai.parallel.options import ON_ERROR
 from tinyai.parallel.processor import BatchProcessResult
+from tinyai.parallel.stats import ParallelStats
 
 
 @dataclass
@@ -79,6 +80,8 @@ class Strategy(ABC):
         if on_error not in ON_ERROR:
             raise ValueError(f"{type(self).__name__}: on_error must be one of {ON_ERROR}, got {on_error!r}")
         self.on_error = on_error
+        #: What the strategy exchanged and did (``Trainer.parallel_stats()``).
+        self.stats = ParallelStats()
         self.model: Any = None
         self.loss: Any = None
         self.executor: Executor | None = None
@@ -94,6 +97,7 @@ class Strategy(ABC):
     def apply_update(self, optimizer: Any) -> None:
         """Update the model once; by default the optimizer steps the master on ``p.grad``."""
         optimizer.update()
+        self.stats.record_update()
 
     def close(self) -> None:
         """Release what the strategy holds (the executor is shut down by its owner)."""

@@ -1,0 +1,36 @@
+"""The strategy a set of options asks for: one place that maps Trainer settings to a Strategy.
+
+``make_strategy(options, stats)`` is what the Trainer (through
+``ParallelTraining``) and ``DataParallel`` call. Every strategy it returns
+records into ``stats`` (``Trainer.parallel_stats()``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from tinyai.parallel.stats import ParallelStats
+from tinyai.parallel.strategy.base import Strategy
+
+
+def make_strategy(options: Any, stats: ParallelStats | None = None, backend: str | None = None) -> Strategy:
+    """The strategy for ``options`` (a ``ParallelOptions``) on ``backend`` (the one actually used).
+
+    Synchronous all-reduce by the executor (``SynchronousAllReduce``) unless
+    compression or the ring algorithm is asked for (``CompressedAllReduce``).
+    Raises ValueError for a combination that cannot work, naming it.
+    """
+    from tinyai.parallel.strategy.allreduce import SynchronousAllReduce
+    from tinyai.parallel.strategy.compressed import CompressedAllReduce
+
+    backend = backend or options.backend
+    if options.compression is None and options.allreduce_algorithm == "direct":
+        strategy: Strategy = SynchronousAllReduce(options.on_error)
+    else:
+        if options.allreduce_algorithm == "ring" and options.compression is None and backend == "process":
+            raise ValueError("data parallel: allreduce_algorithm='ring' needs workers that can message each "
+                             "other (the 'thread' and 'mpi' backends); the 'process' backend's workers talk "
+                             "only to the master: use allreduce_algorithm='direct' there")
+        strategy = CompressedAllReduce(options.compression, options.allreduce_algorithm, on_error=options.on_error)
+    if stats is not None:
+        strategy.stats = stats
+    return strategy
