@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
+import numpy as np
+
 from tinyai.autograd import Variable, as_variable
 from tinyai.backend import get_array_module, is_array, to_cpu
 from tinyai.backend.device import CPU, Device, as_device, device_of
@@ -243,24 +245,65 @@ class Layer:
         state.update(self.named_buffers(persistent_only=True))
         return state
 
-    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True, *,
+                        allow_non_finite: bool = False) -> None:
         """Copy arrays from ``state`` into the Parameters and buffers of the same names.
 
-        Values are converted to each Parameter's dtype and device. Lazy layers
-        that have not yet run create their Parameters from the shapes found.
+        All or nothing: the whole of ``state`` is checked (names, shapes,
+        dtypes, values) and converted before anything is changed, so a
+        mismatch in the last array leaves the layer exactly as it was. Values
+        are converted to each Parameter's dtype and device. Lazy layers that
+        have not yet run create their Parameters from the shapes found.
 
-        Raises:
-            ValueError: listing missing, unexpected and mis-shaped names (with
-                ``strict=False`` missing and unexpected names are allowed, but
-                a wrong shape is always an error).
+        Refused (ValueError, naming every problem): missing, unexpected and
+        mis-shaped names (with ``strict=False`` missing and unexpected names
+        are allowed, but a wrong shape is always an error); values that are
+        not real numbers (complex, strings, objects); floats that do not fit
+        the parameter's dtype (1e300 into float32 would become inf); and NaN
+        or infinite values, unless ``allow_non_finite`` (a diverged run's
+        weights are not something to resume from by accident).
         """
+        undo = self._materialize_all(state)
+        try:
+            plan = self._plan_load(state, strict, allow_non_finite)
+        except BaseException:
+            undo()
+            raise
+        for layer, key, kind, value in plan:
+            if kind == _PARAM:
+                getattr(layer, key).data = value
+            else:
+                object.__setattr__(layer, key, value)
+
+    def check_state_dict(self, state: Mapping[str, Any], strict: bool = True, *,
+                         allow_non_finite: bool = False) -> None:
+        """Raise the error ``load_state_dict(state)`` would raise, changing nothing either way."""
+        undo = self._materialize_all(state)
+        try:
+            self._plan_load(state, strict, allow_non_finite)
+        finally:
+            undo()
+
+    def _materialize_all(self, state: Mapping[str, Any]):
+        """Let lazy layers build their Parameters from ``state``; returns a function that undoes it."""
+        saved = []
         for prefix, layer in self.named_layers():
             dotted = f"{prefix}." if prefix else ""
             local = {k[len(dotted):]: v for k, v in state.items()
                      if k.startswith(dotted) and "." not in k[len(dotted):]}
-            if local:
+            if local and type(layer)._materialize is not Layer._materialize:
+                saved.append((layer, dict(layer.__dict__), dict(layer._members)))
                 layer._materialize(local)
 
+        def undo() -> None:
+            for layer, attributes, members in saved:
+                layer.__dict__.clear()
+                layer.__dict__.update(attributes)
+                object.__setattr__(layer, "_members", members)
+        return undo
+
+    def _plan_load(self, state: Mapping[str, Any], strict: bool, allow_non_finite: bool) -> list:
+        """[(layer, key, kind, converted value)] for every entry of ``state`` to load, or a ValueError."""
         targets: dict[str, tuple[Layer, str, str]] = {}
         for prefix, layer in self.named_layers():
             dotted = f"{prefix}." if prefix else ""
@@ -271,25 +314,22 @@ class Layer:
                     targets[dotted + key] = (layer, key, kind)
 
         expected = {k: tuple(getattr(layer, key).shape) for k, (layer, key, _) in targets.items()}
-        problems = describe_state_mismatch(expected, state, strict)
-        if problems:
-            raise ValueError(f"load_state_dict of {self._label()}: {problems}")
-
+        problems = [describe_state_mismatch(expected, state, strict)]
+        plan = []
         for k, (layer, key, kind) in targets.items():
-            if k not in state:
+            if k not in state or tuple(getattr(state[k], "shape", ())) != expected[k]:
                 continue
             current = getattr(layer, key)
-            data = current.data if kind == _PARAM else current
-            xp = get_array_module(data)
-            value = state[k]
-            if get_array_module(value) is not xp:
-                value = to_cpu(value)
-            with device_of(data).scope():  # onto the very GPU that holds the layer
-                value = xp.array(value, dtype=data.dtype)  # a copy: the loaded model owns its arrays
-            if kind == _PARAM:
-                current.data = value
+            target = current.data if kind == _PARAM else current
+            value, problem = _convert_for_load(state[k], target, allow_non_finite)
+            if problem:
+                problems.append(f"{k} {problem}")
             else:
-                object.__setattr__(layer, key, value)
+                plan.append((layer, key, kind, value))
+        problems = [p for p in problems if p]
+        if problems:
+            raise ValueError(f"load_state_dict of {self._label()}: {'; '.join(problems)}")
+        return plan
 
     def _materialize(self, state: Mapping[str, Any]) -> None:
         """Hook for lazy layers: create Parameters from the shapes in ``state`` (local names)."""
@@ -326,6 +366,36 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()}){self._param_summary()}"
+
+
+def _convert_for_load(value: Any, target: Any, allow_non_finite: bool) -> tuple[Any, str]:
+    """(``value`` as a new array of ``target``'s dtype and device, "") or (None, what is wrong).
+
+    The checks run on a host copy (a weights file is read on the host anyway).
+    """
+    try:
+        host = np.asarray(to_cpu(value))  # also a list or a number given by hand
+    except (TypeError, ValueError):
+        return None, f"is a {type(value).__name__}, not an array"
+    kind, dtype = host.dtype.kind, target.dtype
+    if kind not in "biuf":
+        hint = " (its imaginary part would be lost)" if kind == "c" else ""
+        return None, f"has dtype {host.dtype}{hint}; expected real numbers for {dtype}"
+    if kind == "f" and dtype.kind in "iub":
+        return None, f"has dtype {host.dtype}; the layer keeps it as {dtype} (integers)"
+    with np.errstate(over="ignore", invalid="ignore"):
+        converted = host.astype(dtype)  # a copy: the loaded model owns its arrays
+    if kind == "f" and dtype.kind == "f":
+        finite = np.isfinite(host)
+        if np.any(np.isinf(converted) & finite):
+            largest = float(np.abs(np.where(finite, host, 0)).max())
+            return None, (f"holds {largest:.3g}, beyond the range of {dtype} "
+                          f"(largest {float(np.finfo(dtype).max):.3g})")
+        if not allow_non_finite and not finite.all():
+            return None, (f"holds {int((~finite).sum())} NaN or infinite value(s) "
+                          "(pass allow_non_finite=True to load them anyway)")
+    with device_of(target).scope():  # onto the very GPU that holds the layer
+        return get_array_module(target).asarray(converted), ""
 
 
 def _check_variable(layer: Layer, x: Any, what: str = "input") -> Variable:

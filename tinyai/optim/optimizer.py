@@ -283,13 +283,8 @@ class Optimizer:
             out[f"{STATE_PREFIX}{pname}.step"] = self.steps.get(pname, 0)
         return out
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict()`` returned (also from an ``np.load`` of an .npz).
-
-        Raises ValueError listing missing and unexpected keys, and state
-        arrays whose shape differs from the parameter they belong to. Nothing
-        is changed unless the whole dict fits.
-        """
+    def check_state_dict(self, state: dict[str, Any]) -> None:
+        """Raise the ValueError ``load_state_dict(state)`` would raise, changing nothing."""
         where = f"{type(self).__name__}.load_state_dict"
         state = {k: state[k] for k in state.keys()}  # NpzFile -> dict
         pairs = self.named_params()
@@ -307,16 +302,32 @@ class Optimizer:
         if unexpected:
             problems.append(f"unexpected keys: {', '.join(unexpected)}")
         for key in sorted(expected & state.keys()):
+            value = state[key]
             if not key.startswith(STATE_PREFIX) or key.endswith(".step"):
+                if not _is_number(value):
+                    problems.append(f"{key} is {value!r}, not a number")
                 continue
             pname = key[len(STATE_PREFIX):].rsplit(".", 1)[0]
             p = by_name[pname]
-            shape = tuple(getattr(state[key], "shape", ()))
+            shape = tuple(getattr(value, "shape", ()))
             if p.data is not None and shape != tuple(p.data.shape):
                 problems.append(f"{key} has shape {shape}, parameter {pname!r} has shape {tuple(p.data.shape)}")
+            kind = getattr(getattr(value, "dtype", None), "kind", None)
+            if kind is not None and kind not in "biuf":
+                problems.append(f"{key} has dtype {value.dtype}, not real numbers")
         if problems:
             raise ValueError(f"{where}: the state does not fit this optimizer: " + "; ".join(problems))
 
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what ``state_dict()`` returned (also from an ``np.load`` of an .npz).
+
+        Raises ValueError listing missing and unexpected keys, and state
+        arrays whose shape differs from the parameter they belong to. Nothing
+        is changed unless the whole dict fits (``check_state_dict`` runs first).
+        """
+        self.check_state_dict(state)
+        state = {k: state[k] for k in state.keys()}
+        pairs = self.named_params()
         self.iterations = int(_number(state["iterations"]))
         for hname in self._hyperparameters():
             value = _number(state[HYPER_PREFIX + hname])
@@ -356,6 +367,13 @@ def _number(value: Any) -> float:
             raise ValueError(f"Optimizer.load_state_dict: expected a number, got an array of shape {value.shape}")
         return to_cpu(value).item()
     return value
+
+
+def _is_number(value: Any) -> bool:
+    """A real number, or a one-element array of one (as np.load gives back)."""
+    if is_array(value):
+        return value.size == 1 and value.dtype.kind in "biuf"
+    return isinstance(value, (int, float)) or (hasattr(value, "dtype") and value.dtype.kind in "biuf")
 
 
 def _has_lazy_params(model: Any) -> bool:

@@ -16,53 +16,31 @@ parameters as training straight through.
 The file is written atomically: the arrays go to a temporary file in the same
 directory, which is flushed to disk and then renamed over the target with
 ``os.replace``. A crash while writing leaves the previous checkpoint as it was
-(and removes the temporary file), never half a file under the real name.
+(and removes the temporary file), never half a file under the real name; the
+temporary files of a save that was killed outright are removed by the next
+save to the same path (see ``tinyai.training.npz_files``).
+
+Reading checks the whole file before handing anything back: a damaged
+archive, a pickled entry, a broken or incomplete ``__meta__`` record each
+give a ValueError that names the path and the fault.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from tinyai.backend import is_array, to_cpu
-from tinyai.backend.files import publish
+from tinyai.training.npz_files import read_npz, write_npz_atomic  # noqa: F401 (write_npz_atomic: its old home)
 
 FORMAT = "tinyai-checkpoint"
 VERSION = 1
 _META = "__meta__"
 _MODEL = "model/"
 _OPTIMIZER = "optimizer/"
-
-
-def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` as an uncompressed .npz, atomically.
-
-    The name is used as given (no ``.npz`` is appended). On any error the
-    temporary file is removed and the exception propagates; a file that was at
-    ``path`` before is left untouched.
-    """
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"save_checkpoint: directory {directory!r} does not exist")
-    fd, temp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            np.savez(stream, **arrays)
-            stream.flush()
-            # The rename must not reach the disk before the data does.
-            os.fsync(stream.fileno())
-        publish(temp_path, path)
-    except BaseException:
-        try:
-            os.unlink(temp_path)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _host_array(value: Any) -> np.ndarray:
@@ -113,7 +91,7 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any = None, 
         "extra": extra or {},
     }
     arrays[_META] = np.array(json.dumps(meta))
-    write_npz_atomic(path, arrays)
+    write_npz_atomic(path, arrays, where="save_checkpoint")
 
 
 @dataclasses.dataclass
@@ -128,23 +106,60 @@ class Checkpoint:
     extra: dict
 
 
+#: The entries of ``__meta__`` and the types each must have.
+_META_FIELDS = {"format": str, "version": int, "epoch": int, "has_optimizer": bool,
+                "optimizer_numbers": dict, "rng_state": (dict, type(None)), "monitor": (dict, type(None)),
+                "extra": dict}
+
+
+def _read_meta(arrays: dict[str, np.ndarray], path: str) -> dict:
+    """The checked ``__meta__`` record of a checkpoint's arrays, or a ValueError naming the fault."""
+    where = f"load_checkpoint: {path!r}"
+    if _META not in arrays:
+        raise ValueError(f"{where} is not a tinyai checkpoint (no {_META} entry); "
+                         "for bare weights use Model.load_weights")
+    raw = arrays[_META]
+    if raw.shape != () or raw.dtype.kind != "U":
+        raise ValueError(f"{where}: its {_META} entry is a {raw.dtype} array of shape {raw.shape}, not a JSON text")
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: its {_META} entry is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{where}: its {_META} entry holds a {type(meta).__name__}, not a JSON object")
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ValueError(f"{where} has format {meta.get('format')!r} "
+                         f"version {meta.get('version')!r}; expected {FORMAT!r} version {VERSION}")
+    missing = [name for name in _META_FIELDS if name not in meta]
+    if missing:
+        raise ValueError(f"{where}: its {_META} record lacks {', '.join(missing)} (an incomplete or edited file)")
+    for name, kinds in _META_FIELDS.items():
+        value = meta[name]
+        if not isinstance(value, kinds) or (kinds is int and isinstance(value, bool)):
+            raise ValueError(f"{where}: {_META} field {name!r} is {value!r}, of the wrong type")
+    if meta["epoch"] < 0:
+        raise ValueError(f"{where}: {_META} field 'epoch' is {meta['epoch']}, a negative epoch count")
+    return meta
+
+
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read a checkpoint written by ``save_checkpoint`` (no pickles are loaded)."""
+    """Read a checkpoint written by ``save_checkpoint`` (no pickles are loaded).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: naming the path, when the file is not a readable .npz
+            archive of plain arrays, or not a tinyai checkpoint, or its
+            ``__meta__`` record is broken or incomplete.
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_checkpoint: no checkpoint at {path!r}")
-    with np.load(path, allow_pickle=False) as archive:
-        if _META not in archive.files:
-            raise ValueError(f"load_checkpoint: {path!r} is not a tinyai checkpoint (no {_META} entry); "
-                             "for bare weights use Model.load_weights")
-        meta = json.loads(str(archive[_META]))
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise ValueError(f"load_checkpoint: {path!r} has format {meta.get('format')!r} "
-                             f"version {meta.get('version')!r}; expected {FORMAT!r} version {VERSION}")
-        model_state = {k[len(_MODEL):]: archive[k] for k in archive.files if k.startswith(_MODEL)}
-        optimizer_state = None
-        if meta["has_optimizer"]:
-            optimizer_state = {k[len(_OPTIMIZER):]: archive[k] for k in archive.files if k.startswith(_OPTIMIZER)}
-            optimizer_state.update(meta["optimizer_numbers"])
-    return Checkpoint(model_state=model_state, optimizer_state=optimizer_state, epoch=int(meta["epoch"]),
+    arrays = read_npz(path, "load_checkpoint", "a tinyai checkpoint")
+    meta = _read_meta(arrays, path)
+    model_state = {k[len(_MODEL):]: v for k, v in arrays.items() if k.startswith(_MODEL)}
+    optimizer_state = None
+    if meta["has_optimizer"]:
+        optimizer_state = {k[len(_OPTIMIZER):]: v for k, v in arrays.items() if k.startswith(_OPTIMIZER)}
+        optimizer_state.update(meta["optimizer_numbers"])
+    return Checkpoint(model_state=model_state, optimizer_state=optimizer_state, epoch=meta["epoch"],
                       rng_state=meta["rng_state"], monitor_state=meta["monitor"], extra=meta["extra"])

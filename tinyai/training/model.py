@@ -14,11 +14,7 @@ weights file cannot run code.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
@@ -26,9 +22,8 @@ import numpy as np
 
 from tinyai.autograd import Variable, no_grad, test_mode
 from tinyai.backend import get_default_dtype, is_array, to_cpu
-from tinyai.backend.files import publish
 from tinyai.nn import Layer, Parameter
-from tinyai.nn.layer import describe_state_mismatch
+from tinyai.training.npz_files import read_npz, write_npz_atomic
 
 #: Keys under this prefix in a weights file are metadata, not weights.
 META_PREFIX = "__tinyai__."
@@ -176,8 +171,15 @@ class Model:
         """name -> array for every Parameter and persistent buffer (the block's own arrays)."""
         return self.block.state_dict()
 
-    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True) -> None:
-        self.block.load_state_dict(state, strict=strict)
+    def load_state_dict(self, state: Mapping[str, Any], strict: bool = True, *,
+                        allow_non_finite: bool = False) -> None:
+        """Load ``state`` into the block, all or nothing (see ``Layer.load_state_dict``)."""
+        self.block.load_state_dict(state, strict=strict, allow_non_finite=allow_non_finite)
+
+    def check_state_dict(self, state: Mapping[str, Any], strict: bool = True, *,
+                         allow_non_finite: bool = False) -> None:
+        """Raise what ``load_state_dict(state)`` would raise, changing nothing."""
+        self.block.check_state_dict(state, strict=strict, allow_non_finite=allow_non_finite)
 
     # -- files ----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
@@ -185,8 +187,10 @@ class Model:
 
         The archive is written to a temporary file in the same directory and
         then renamed over ``path`` (``os.replace``), so a crash mid-write
-        never leaves a half-written file where a good one was. The name is
-        used exactly as given (no ``.npz`` is appended).
+        never leaves a half-written file where a good one was; temporary
+        files of saves that were killed are removed by the next save (see
+        ``tinyai.training.npz_files``). The name is used exactly as given
+        (no ``.npz`` is appended).
         """
         path = os.fspath(path)
         arrays: dict[str, Any] = {}
@@ -196,39 +200,35 @@ class Model:
             arrays[key] = to_cpu(value)
         arrays[META_PREFIX + "format"] = np.asarray(FORMAT_VERSION)
         arrays[META_PREFIX + "name"] = np.asarray(self.name)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)  # a file object: np.savez adds no suffix
-                f.flush()
-                os.fsync(f.fileno())
-            publish(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.remove(tmp)
-            raise
+        write_npz_atomic(path, arrays, where="Model.save")
 
-    def load_weights(self, path: str | os.PathLike, strict: bool = True) -> None:
+    def load_weights(self, path: str | os.PathLike, strict: bool = True, *,
+                     allow_non_finite: bool = False) -> None:
         """Read weights saved by ``save`` into this model (TinyAI's ``loadModel`` for weights).
+
+        All or nothing: the whole file is checked against the model (names,
+        shapes, dtypes, values; see ``Layer.load_state_dict``) before any
+        weight changes, so a file that does not fit leaves the model as it was.
 
         Raises:
             FileNotFoundError: no file at ``path``.
-            ValueError: the file is not a readable ``.npz`` archive, or its
-                parameter names and shapes do not fit this model's
-                architecture (the message lists every difference).
+            ValueError: the file is not a readable ``.npz`` archive of plain
+                arrays, or its contents do not fit this model: names, shapes,
+                complex or non-numeric dtypes, values beyond the range of the
+                parameter's dtype, NaN or infinity unless ``allow_non_finite``
+                (the message names the path and lists every difference).
         """
         arrays = read_weights(path)
         saved_name = arrays.pop(META_PREFIX + "name", None)
         for key in [k for k in arrays if k.startswith(META_PREFIX)]:
             del arrays[key]
         try:
-            self.block.load_state_dict(arrays, strict=strict)
+            self.block.load_state_dict(arrays, strict=strict, allow_non_finite=allow_non_finite)
         except ValueError as exc:
-            expected = {k: tuple(v.shape) for k, v in self.block.state_dict().items()}
             origin = f" (saved from model {str(saved_name)!r})" if saved_name is not None else ""
-            raise ValueError(f"Model.load_weights: {os.fspath(path)!r}{origin} does not fit model {self.name!r}: "
-                             + (describe_state_mismatch(expected, arrays, strict) or str(exc))) from None
+            detail = str(exc).split(": ", 1)[1] if str(exc).startswith("load_state_dict of") else str(exc)
+            raise ValueError(f"Model.load_weights: {os.fspath(path)!r}{origin} does not fit model "
+                             f"{self.name!r}: {detail}") from None
 
     @classmethod
     def load(cls, path: str | os.PathLike, block: Layer, name: str | None = None) -> "Model":
@@ -317,24 +317,6 @@ def read_weights(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Raises FileNotFoundError (or another OSError) naming the path when it
     cannot be opened, and ValueError naming the path when its content is not
-    a readable ``.npz`` archive of arrays.
+    a readable ``.npz`` archive of plain arrays.
     """
-    path = os.fspath(path)
-    try:
-        data = np.load(path, allow_pickle=False)
-        if not hasattr(data, "files"):
-            raise ValueError(f"Model.load_weights: {path!r} holds a single .npy array, not an .npz weights archive")
-        with data:
-            return {key: data[key] for key in data.files}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Model.load_weights: no such file: {path!r}") from None
-    except (IsADirectoryError, PermissionError) as exc:
-        raise type(exc)(f"Model.load_weights: cannot open {path!r}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        if str(exc).startswith("Model.load_weights"):
-            raise
-        raise ValueError(f"Model.load_weights: cannot read {path!r} as an .npz weights file "
-                         f"(corrupt, truncated or another format): {exc}") from None
-    except ( OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"Model.load_weights: cannot read {path!r} as an .npz weights file "
-                         f"(corrupt, truncated or another format): {exc}") from None
+    return read_npz(path, "Model.load_weights", "an .npz weights file")

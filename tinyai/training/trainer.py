@@ -28,11 +28,12 @@ import time
 from typing import Any, TextIO
 
 from tinyai.autograd import Variable
-from tinyai.backend import Device, as_device, get_state, set_state
+from tinyai.backend import Device, as_device, get_state
 from tinyai.backend.settings import int_setting
 from tinyai.parallel.executor.base import WorkerError
 from tinyai.parallel.options import ParallelOptions
 from tinyai.training.checkpoint import load_checkpoint, save_checkpoint
+from tinyai.training.checkpoint_restore import restore_checkpoint
 from tinyai.training.evaluator import Evaluator, batch_variables
 from tinyai.training.monitor import Monitor
 from tinyai.training.nan_guard import NonFiniteLossError, check_on_nan, check_step  # noqa: F401 (NonFiniteLossError: its old home)
@@ -464,19 +465,19 @@ class Trainer:
 
     def load_checkpoint(self, path: str | os.PathLike) -> "Trainer":
         """Restore a checkpoint into the attached model and optimizer; ``train()``
-        then continues with the next epoch. Returns self."""
+        then continues with the next epoch. Returns self.
+
+        All or nothing: the model weights, the optimizer state and the
+        history are all checked against this Trainer before any of them
+        changes (see ``tinyai.training.checkpoint_restore``).
+        """
         self._require_init("load_checkpoint")
         checkpoint = load_checkpoint(path)
         if checkpoint.epoch > self.max_epoch:
             raise ValueError(f"Trainer.load_checkpoint: {os.fspath(path)!r} has {checkpoint.epoch} epochs done, "
                              f"more than max_epoch={self.max_epoch}")
-        self.model.load_state_dict(checkpoint.model_state)
-        if checkpoint.optimizer_state is not None:
-            self.optimizer.load_state_dict(checkpoint.optimizer_state)
-        if checkpoint.monitor_state is not None:
-            self.monitor.load_state_dict(checkpoint.monitor_state)
-        if checkpoint.rng_state is not None:
-            set_state(checkpoint.rng_state)
+        restore_checkpoint(checkpoint, self.model, self.optimizer, self.monitor,
+                          f"Trainer.load_checkpoint: {os.fspath(path)!r}")
         if self.mixed_precision is not None and "mixed_precision" in checkpoint.extra:
             self.mixed_precision.load_state_dict(checkpoint.extra["mixed_precision"])
         self.epoch = checkpoint.epoch
