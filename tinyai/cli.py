@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from typing import Sequence
 
 
@@ -26,6 +28,62 @@ def _autograd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class ArgumentProblem(SystemExit):
+    """A command-line argument that cannot work: one line on stderr, exit status 2, no traceback."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+
+def _check_output_file(option: str, path: str, formats: tuple[str, ...] | None = None) -> None:
+    """``path`` can be written: its directory exists and is writable, it is not a directory,
+    and (when ``formats`` is given) its extension is one of them."""
+    target = os.path.abspath(path)
+    directory = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise ArgumentProblem(f"{option} {path}: is a directory; give a file name")
+    if not os.path.isdir(directory):
+        raise ArgumentProblem(f"{option} {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK) or (os.path.exists(target) and not os.access(target, os.W_OK)):
+        raise ArgumentProblem(f"{option} {path}: not writable")
+    if formats is not None:
+        extension = os.path.splitext(target)[1].lstrip(".").lower()
+        if extension not in formats:
+            raise ArgumentProblem(f"{option} {path}: unknown image format {extension!r}; "
+                                  f"use one of {', '.join(sorted(formats))}")
+
+
+def _check_train_arguments(args: argparse.Namespace) -> None:
+    """Everything that would otherwise fail only after training: checked first."""
+    from tinyai.data.mnist import MNIST_FILES
+
+    if args.plot:
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise ArgumentProblem("--plot needs matplotlib: pip install 'tinyai-numpy[viz]'") from None
+        formats = tuple(Figure().canvas.get_supported_filetypes())
+        _check_output_file("--plot", args.plot, formats)
+    for option, path in (("--save", args.save), ("--checkpoint", args.checkpoint)):
+        if path:
+            _check_output_file(option, path)
+    if args.resume and not os.path.isfile(args.resume):
+        raise ArgumentProblem(f"--resume {args.resume}: no such file")
+    if args.limit is not None and args.limit < 1:
+        raise ArgumentProblem(f"--limit must be >= 1, got {args.limit}")
+    if args.data_dir is not None:
+        if not args.example.startswith("mnist"):
+            raise ArgumentProblem(f"--data-dir is for the MNIST examples, not {args.example}")
+        if not os.path.isdir(args.data_dir):
+            raise ArgumentProblem(f"--data-dir {args.data_dir}: no such directory")
+        present = [role for role, name in MNIST_FILES.items()
+                   if any(os.path.isfile(os.path.join(args.data_dir, name + ext)) for ext in ("", ".gz"))]
+        if "test_images" not in present or "test_labels" not in present:
+            raise ArgumentProblem(f"--data-dir {args.data_dir}: needs at least {MNIST_FILES['test_images']}(.gz) "
+                                  f"and {MNIST_FILES['test_labels']}(.gz)")
+
+
 def _train(args: argparse.Namespace) -> int:
     """Train one of the built-in examples and report its final test metric."""
     import time
@@ -43,7 +101,8 @@ def _train(args: argparse.Namespace) -> int:
         optimizer=args.optimizer if args.optimizer is not None else defaults.optimizer,
         data_dir=args.data_dir, limit=args.limit)
     if settings.epochs < 1 or settings.batch_size < 1 or not settings.lr > 0:
-        raise SystemExit("tinyai train: --epochs and --batch-size must be >= 1 and --lr > 0")
+        raise ArgumentProblem("--epochs and --batch-size must be >= 1 and --lr > 0")
+    _check_train_arguments(args)
     tinyai.seed(args.seed)
     setup = recipe.build(settings)
     print(f"tinyai train --example {recipe.name}: {recipe.description}")
@@ -115,4 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command named in ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except ArgumentProblem as problem:
+        # One line, like argparse's own errors, and no traceback: the user's input was wrong.
+        sys.stderr.write(f"tinyai {args.command}: error: {problem.message}\n")
+        raise
+

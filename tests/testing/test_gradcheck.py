@@ -266,3 +266,27 @@ def test_gradcheck_catches_the_broken_softmax_on_the_standin(rng):
     x = standin_xp.asarray(rng.standard_normal((3, 4)))
     with pytest.raises(AssertionError, match="seed=11"):
         gradcheck(lambda v: BrokenSoftmax()(v), x, seed=11)
+
+
+def test_gradgradcheck_names_a_backward_that_returns_raw_arrays():
+    from tinyai import Function, Variable
+    from tinyai.testing import gradcheck, gradgradcheck
+
+    class RawSquare(Function):
+        def forward(self, x):
+            return x ** 2
+
+        def backward(self, gy):
+            x, = self.inputs
+            return 2 * x.data * (gy.data if isinstance(gy, Variable) else gy)   # arrays, not Variables
+
+    def raw_square(x):
+        return RawSquare()(x)
+
+    x = np.random.default_rng(0).standard_normal(3)
+    assert gradcheck(raw_square, x)          # first derivatives are fine either way
+    with pytest.raises(TypeError) as info:
+        gradgradcheck(raw_square, x)
+    message = str(info.value)
+    assert "RawSquare" in message and "raw ndarray, not a Variable" in message
+    assert "x, = self.inputs" in message

@@ -66,10 +66,46 @@ def test_resume_continues_from_the_checkpoint(tmp_path, capsys):
     assert "epoch 3/3" in out and "epoch 1/3" not in out
 
 
-def test_missing_mnist_directory_is_named(tmp_path):
-    missing = tmp_path / "no-such-dir"
-    with pytest.raises(FileNotFoundError, match="no-such-dir"):
-        main(["train", "--example", "mnist-mlp", "--epochs", "1", "--data-dir", str(missing), "--no-progress"])
+def run_cli(*args, block_matplotlib=False, cwd=None):
+    """``python -m tinyai ARGS`` in a new process; (exit status, stdout, stderr)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = "import sys; sys.modules['matplotlib'] = None; " if block_matplotlib else ""
+    code += "import runpy; runpy.run_module('tinyai', run_name='__main__')"
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env,
+                            timeout=120, cwd=cwd)
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--plot", "{tmp}/no-such-dir/curves.png"], "--plot {tmp}/no-such-dir/curves.png: directory"),
+    (["--plot", "{tmp}"], "is a directory"),
+    (["--plot", "{tmp}/curves.xyz"], "unknown image format 'xyz'"),
+    (["--save", "{tmp}/missing/model.npz"], "--save {tmp}/missing/model.npz: directory"),
+    (["--checkpoint", "{tmp}/file.txt/ckpt.npz"], "--checkpoint {tmp}/file.txt/ckpt.npz: directory"),
+    (["--resume", "{tmp}/nothing.npz"], "--resume {tmp}/nothing.npz: no such file"),
+    (["--data-dir", "{tmp}/no-such-dir"], "--data-dir {tmp}/no-such-dir: no such directory"),
+    (["--data-dir", "{tmp}"], "needs at least t10k-images-idx3-ubyte"),
+    (["--example", "spiral", "--data-dir", "{tmp}"], "--data-dir is for the MNIST examples"),
+    (["--epochs", "0"], "--epochs and --batch-size must be >= 1"),
+])
+def test_bad_arguments_are_reported_at_once_in_one_line(tmp_path, capsys, args, expected):
+    (tmp_path / "file.txt").write_text("not a directory")
+    args = [a.format(tmp=tmp_path) for a in args]
+    with pytest.raises(SystemExit) as info:       # SystemExit: Python prints no traceback
+        main(["train", *args])
+    assert info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1, captured.err
+    assert captured.err.startswith("tinyai train: error: ") and expected.format(tmp=tmp_path) in captured.err
+    assert "epoch" not in captured.out             # nothing was trained first
+
+
+def test_plot_without_matplotlib_is_reported_before_training_by_the_real_command(tmp_path):
+    status, out, err = run_cli("train", "--example", "spiral", "--plot", str(tmp_path / "c.png"),
+                               block_matplotlib=True)
+    assert status == 2 and "Traceback" not in err and err.count("\n") == 1
+    assert err == "tinyai train: error: --plot needs matplotlib: pip install 'tinyai-numpy[viz]'\n"
+    assert "epoch" not in out
 
 
 def test_console_script_entry_point_runs_as_a_module():

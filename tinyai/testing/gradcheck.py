@@ -264,6 +264,26 @@ def _full_check(f, arrays, gys, grads, eps, atol, rtol, seed, fast) -> None:
             f"the errors add up across elements (seed={seed})")
 
 
+def _raw_gradient_message(index: int, gx: Any, outputs: Sequence[Variable]) -> str:
+    """Why a second derivative cannot be taken: some backward returned raw arrays."""
+    seen, stack, names = set(), [y.creator for y in outputs if y.creator is not None], []
+    while stack:
+        function = stack.pop()
+        if id(function) in seen:
+            continue
+        seen.add(id(function))
+        name = type(function).__name__
+        if not type(function).__module__.startswith("tinyai.") and name not in names:
+            names.append(name)
+        stack.extend(x.creator for x in function.inputs if x.creator is not None)
+    culprits = ", ".join(names) if names else "one of the Functions in the graph"
+    return (f"gradgradcheck: the gradient of input {index} came back as a raw {type(gx).__name__}, not a "
+            f"Variable, so it cannot be differentiated again. The backward of {culprits} returns arrays "
+            "(e.g. `return 2 * x.data * gy`); for second derivatives write it with Variables and tinyai "
+            "operations (`x, = self.inputs; return 2 * x * gy`). gradcheck (first derivatives) "
+            "accepts either.")
+
+
 def gradgradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-4,
                   seed: int | None = None, fast: bool = True) -> bool:
     """Assert that second derivatives of ``f`` are right.
@@ -281,10 +301,12 @@ def gradgradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e
                 if y.creator is not None:
                     y.backward(Variable(gy, requires_grad=False), create_graph=True)
         result = []
-        for x in xs:
+        for index, x in enumerate(xs):
             if not x.requires_grad:
                 continue
             gx, x.grad = x.grad, None  # the outer check accumulates into x.grad again
+            if gx is not None and not isinstance(gx, Variable):
+                raise TypeError(_raw_gradient_message(index, gx, outputs))
             result.append(gx if gx is not None else
                           Variable(get_array_module(x.data).zeros_like(x.data), requires_grad=False))
         return tuple(result)
