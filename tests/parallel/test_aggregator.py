@@ -82,3 +82,53 @@ def test_concurrent_submissions_are_all_counted():
 def test_invalid_expected_count(bad):
     with pytest.raises(ValueError, match="expected_submissions"):
         GradientAggregator(bad)
+
+
+def test_tinyai_idiom_without_batch_size_gives_equal_weights_and_parameters_submit_their_gradients():
+    import tinyai as ta
+    from tinyai.nn import Parameter
+
+    agg = GradientAggregator(2)
+    w1, w2 = Parameter(np.array([10.0, 20.0]), name="W"), Parameter(np.array([-7.0, 3.0]), name="W")
+    w1.grad = ta.Variable(np.array([1.0, 3.0]))
+    w2.grad = ta.Variable(np.array([5.0, -1.0]))
+    unused = Parameter(np.array([9.0]), name="b")  # no gradient: adds nothing
+    agg.submit_gradients({"W": w1, "b": unused})
+    agg.submit_gradients({"W": w2})
+    average = agg.get_average_gradients()
+    np.testing.assert_array_equal(average["W"], [3.0, 1.0])  # (g1 + g2) / 2, not the values
+    assert "b" not in average
+
+
+def test_mixing_weighted_and_unweighted_submissions_or_non_arrays_is_refused():
+    agg = GradientAggregator(2)
+    agg.submit_gradients({"W": np.array([1.0])})
+    with pytest.raises(ValueError, match="mixes submissions with and without batch_size"):
+        agg.submit_gradients({"W": np.array([1.0])}, batch_size=3)
+    with pytest.raises(TypeError, match=r"gradient of 'W' must be an array, a Variable or a Parameter"):
+        GradientAggregator(1).submit_gradients({"W": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="batch_size must be a positive int or None"):
+        GradientAggregator(1).submit_gradients({"W": np.array([1.0])}, batch_size=0)
+
+
+def test_parallel_batch_processor_is_exported_and_callable():
+    import tinyai as ta
+    from tinyai.parallel import BatchProcessResult, ParallelBatchProcessor
+
+    from tests.parallel.models import MeanSquared, TwoLayerNet
+
+    ta.seed(0)
+    model = TwoLayerNet()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((5, 6)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
+    agg = GradientAggregator(1)
+    processor = ParallelBatchProcessor(model, MeanSquared(), x, y, worker_id=3, aggregator=agg)
+    result = processor.call()
+    assert isinstance(result, BatchProcessResult) and result.success and result.worker_id == 3
+    assert result.batch_size == 5 and np.isfinite(result.loss)
+    value = MeanSquared().loss(ta.Variable(y), model(ta.Variable(x)))
+    model.clear_grads()
+    value.backward()
+    for name, p in model.named_params():
+        np.testing.assert_allclose(agg.get_average_gradients()[name], p.grad.data, rtol=1e-6, err_msg=name)
+    assert ParallelBatchProcessor(model, MeanSquared(), x, y, worker_id=0)().success  # the callable entry point

@@ -238,3 +238,38 @@ def test_keyboard_interrupt_releases_workers():
     assert not any(_alive(p) for p in pids)
     assert not any(_segment_exists(s) for s in segments)
     assert threading.active_count() >= 1
+
+
+@pytest.mark.parametrize("cores,work,expected", [(8, 100, 6), (8, 3, 3), (2, 100, 1), (1, 100, 1), (16, 0, 1)])
+def test_recommended_thread_count_is_tinyais_rule(monkeypatch, cores, work, expected):
+    from tinyai.parallel import get_recommended_thread_count
+
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert get_recommended_thread_count(work) == expected  # 75% of the cores, capped by the work
+
+
+def test_thread_count_zero_uses_one_worker_per_core_capped_by_samples(monkeypatch):
+    from tinyai.training.parallel_training import default_worker_count
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert default_worker_count(100) == 4 and default_worker_count(3) == 3 and default_worker_count(1) == 1
+
+
+def test_per_epoch_statistics_line_and_logged_shutdown(caplog):
+    import io
+
+    x, y = _regression_data(40)
+    model = _float64_model(TwoLayerNet)
+    stream = io.StringIO()
+    with caplog.at_level(logging.INFO):
+        with Trainer(2, progress=False, stream=stream, enable_parallel=True, thread_count=2,
+                     parallel_backend="thread") as trainer:
+            trainer.init(ArrayDataset(x, y, batch_size=10), model, MeanSquared(), optim.SGD(model, lr=0.1))
+            history = trainer.train()
+    stats = [line for line in stream.getvalue().splitlines() if line.startswith("parallel training stats")]
+    assert len(stats) == 2  # one per epoch, after the epoch's line
+    batches = len(trainer.train_set.get_batches())
+    for line, loss in zip(stats, history["loss"]):
+        assert line.startswith(f"parallel training stats [threads: 2, successful batches: {batches}/{batches}, "
+                               f"average loss: {loss:.6f}, processing time: ")
+    assert "parallel training resources released" in caplog.text

@@ -12,11 +12,19 @@ exactly the full-batch gradient, not an approximation.
 
 A shard that failed is recorded as a failure, never as a zero gradient: a
 zero would drag the average towards zero (TinyAI's Java aggregator did that).
+
+TinyAI's own idiom works too: ``submit_gradients(model_params)`` with no
+batch size and a map of Parameters. Without a batch size every submission
+weighs the same (the plain mean of TinyAI's ``divNum(expectedSubmissions)``);
+a Parameter contributes its *gradient* (``p.grad``), not its value.
 """
 from __future__ import annotations
 
 import threading
 from typing import Any, Mapping
+
+from tinyai.autograd import Variable
+from tinyai.nn import Parameter
 
 from tinyai.backend.settings import is_int
 
@@ -47,14 +55,31 @@ class GradientAggregator:
             self._total_weight = 0
             self._arrived = 0
             self._failures: list[tuple[int, BaseException]] = []
+            self._weighted: bool | None = None
 
-    def submit_gradients(self, gradients: Mapping[str, Any], batch_size: int) -> None:
-        """Add one shard's gradients (parameter name -> array), weighted by its ``batch_size``."""
-        if batch_size <= 0:
-            raise ValueError(f"GradientAggregator.submit_gradients: batch_size must be positive, got {batch_size}")
+    def submit_gradients(self, gradients: Mapping[str, Any], batch_size: int | None = None) -> None:
+        """Add one shard's gradients, weighted by its ``batch_size``.
+
+        ``gradients`` maps parameter names to gradient arrays, or to
+        Parameters (TinyAI's ``Map<String, Parameter>``), whose ``grad`` is
+        taken; a Parameter without a gradient adds nothing. Without
+        ``batch_size`` every submission has weight 1 (equal weights); a step
+        must not mix weighted and unweighted submissions.
+        """
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size <= 0):
+            raise ValueError(f"GradientAggregator.submit_gradients: batch_size must be a positive int or None, "
+                             f"got {batch_size!r}")
+        arrays = {name: _gradient_array(name, value) for name, value in gradients.items()}
+        weighted = batch_size is not None
         with self._done:
             self._check_room()
-            for name, grad in gradients.items():
+            if self._weighted is not None and self._weighted != weighted:
+                raise ValueError("GradientAggregator.submit_gradients: this step mixes submissions with and "
+                                 "without batch_size; give every shard its batch size, or none (equal weights)")
+            self._weighted = weighted
+            batch_size = batch_size if weighted else 1
+            for name, grad in arrays.items():
                 if grad is None:
                     continue
                 weighted = grad * batch_size
@@ -107,3 +132,15 @@ class GradientAggregator:
                 raise RuntimeError(f"GradientAggregator: all {self.expected_submissions} shards failed; "
                                    "there is no gradient to average")
             return {name: total / self._total_weight for name, total in self._sums.items()}
+
+
+def _gradient_array(name: str, value: Any) -> Any:
+    """The gradient array a submitted value stands for (a Parameter's grad, a Variable's data, an array)."""
+    if isinstance(value, Parameter):
+        return None if value.grad is None else value.grad.data
+    if isinstance(value, Variable):
+        return value.data
+    if value is not None and not hasattr(value, "dtype"):
+        raise TypeError(f"GradientAggregator.submit_gradients: the gradient of {name!r} must be an array, a "
+                        f"Variable or a Parameter (whose grad is taken), got {type(value).__name__}")
+    return value

@@ -24,7 +24,20 @@ from tinyai.backend import get_array_module
 
 @dataclass
 class BatchProcessResult:
-    """What one worker reports for one shard (TinyAI's BatchProcessResult)."""
+    """What one worker reports for one shard (TinyAI's BatchProcessResult).
+
+    Attributes:
+        worker_id: the worker that computed the shard (TinyAI's ``threadId``).
+        loss: the shard's mean loss (``lossValue``); NaN when it failed.
+        batch_size: the number of examples in the shard (``batchSize``).
+        success: whether forward, loss and backward completed (``isSuccess()``).
+        exception: what the shard raised, or None (``getException()``).
+        gradients: parameter name -> the gradient of the shard's *mean*
+            loss (empty when it failed; not in TinyAI, where the processor
+            submitted them to the aggregator itself).
+        prediction: the model's output on the shard (for the training
+            metric), or None.
+    """
 
     worker_id: int
     loss: float
@@ -64,6 +77,11 @@ class ParallelBatchProcessor:
         self.total_batch_size = total_batch_size
 
     def __call__(self) -> BatchProcessResult:
+        """The callable entry point (TinyAI's ``Callable<BatchProcessResult>.call()``)."""
+        return self.run()
+
+    def call(self) -> BatchProcessResult:
+        """TinyAI's name for ``run()``: lets a processor be handed to any executor that calls ``call()``."""
         return self.run()
 
     def run(self) -> BatchProcessResult:

@@ -31,6 +31,8 @@ from tinyai.parallel.utils import format_parallel_stats, is_model_parallelizable
 
 logger = logging.getLogger(__name__)
 
+#: Timed turns per candidate when parallel_backend="auto" measures (the median decides).
+AUTO_REPEATS = 5
 #: Seconds the workers get to stop after a failure or Ctrl-C before they are abandoned or killed.
 FAILURE_STOP_TIMEOUT = 1.0
 
@@ -127,7 +129,7 @@ class ParallelTraining:
         engine = None
         if backend == "auto":
             sample = max(batches, key=lambda b: b.size)
-            choice = choose_backend(model, loss, sample.x, sample.y, workers, CANDIDATES, keep_engine=True,
+            choice = choose_backend(model, loss, sample.x, sample.y, workers, CANDIDATES, AUTO_REPEATS, keep_engine=True,
                                     step_timeout=self.options.step_timeout)
             backend, engine = choice.backend, choice.engine
             timings = ", ".join(f"{name} {seconds * 1e3:.1f} ms" for name, seconds in choice.timings.items())

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tinyai.backend import get_array_module, get_rng, using_communicator, using_rng
+from tinyai.backend import device_of, get_array_module, get_rng, using_communicator, using_device, using_rng
 from tinyai.parallel.collective import ShardRandom
 from tinyai.parallel.comm.thread import ThreadWorld
 from tinyai.parallel.executor.base import Executor, WorkerContext, WorkerError
@@ -125,8 +125,9 @@ class ThreadExecutor(Executor):
         return self._threads
 
     def _run_shard(self, k: int, x: Any, y: Any, total: int, rng: ShardRandom,
-                   world: ThreadWorld) -> BatchProcessResult:
-        with using_rng(rng), using_communicator(world.communicator(k)):
+                   world: ThreadWorld, device: Any) -> BatchProcessResult:
+        # The current device is per thread: the worker computes on the model's device.
+        with using_device(device), using_rng(rng), using_communicator(world.communicator(k)):
             result = ParallelBatchProcessor(self.replicas[k], self.loss, x, y, k, total_batch_size=total).run()
         if not result.success:  # peers waiting for batch statistics give up at once
             world.abort(k, f"{type(result.exception).__name__}: {result.exception}")
@@ -136,7 +137,9 @@ class ThreadExecutor(Executor):
         """Each worker's loss and gradients on its shard of (x, y), master parameters in force."""
         threads = self._check_usable()
         xp = model_array_module(master)
-        x, y = on_device_of(xp, x), on_device_of(xp, y)
+        device = device_of(next(iter(master.params())).data)
+        with using_device(device):  # shards are delivered on the model's device
+            x, y = on_device_of(xp, x), on_device_of(xp, y)
         for replica in self.replicas:
             copy_parameters(master, replica)
             copy_buffers(master, replica)
@@ -146,7 +149,7 @@ class ThreadExecutor(Executor):
         master_rng = get_rng()
         rngs = [ShardRandom(master_rng.bit_generator.state, a, b, len(x)) for a, b in bounds]
         with single_threaded_blas():
-            futures = [threads[k].submit(self._run_shard, k, x[a:b], y[a:b], len(x), rngs[k], world)
+            futures = [threads[k].submit(self._run_shard, k, x[a:b], y[a:b], len(x), rngs[k], world, device)
                        for k, (a, b) in enumerate(bounds)]
             self._wait(futures, world)
         results = [f.result() for f in futures]
