@@ -1,7 +1,7 @@
 """SPMD programs that exercise every operation of a Communicator, and what they must return.
 
 The programs live at module level so that the process backend can pickle
-them and ``mpiexec`` can run them (``python -m tests.parallel.comm_programs OUT``
+them and ``mpiexec`` can run them (``python -m tests.parallel.comm_programs all OUT``
 writes rank r's results to OUT/rank{r}.npz). The expectations are computed
 here with plain NumPy from the rule each operation documents (reduce in rank
 order, concatenate in rank order, blocks as numpy.array_split), never from a
@@ -10,7 +10,10 @@ communicator's own output.
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -165,14 +168,72 @@ def compare(results: list[dict[str, np.ndarray]], size: int) -> None:
                 assert value_got.dtype == value.dtype, (rank, name, value_got.dtype)
 
 
-def main(out: str) -> None:
-    """Under mpiexec: run every_operation on the MPI world and save this rank's results."""
+def in_world(world, rank: int, members: list[int], conn) -> None:
+    """A process started by hand, as an executor starts its workers, running every_operation."""
+    conn.send(every_operation(world.communicator(rank, members=members)))
+    conn.close()
+    world.close()
+
+
+def shared_names(comm) -> list[str]:
+    """The /dev/shm entries of a process world: its segment and its named semaphores."""
+    world = comm._world  # noqa: SLF001 - the tests check that all of them are freed
+    return [world.segment_name] + ["sem." + s._semlock.name.lstrip("/") for s in world.signals]  # noqa: SLF001
+
+
+def every_operation_and_names(comm):
+    return every_operation(comm), shared_names(comm)
+
+
+def write_pid(comm, folder: str) -> None:
+    Path(folder, f"rank{comm.rank}.pid").write_text(str(os.getpid()))
+    if hasattr(comm._world, "segment_name"):  # noqa: SLF001 - the process transport
+        Path(folder, "names").write_text("\n".join(shared_names(comm)))
+
+
+def fail_on_rank_one(comm, folder: str):
+    write_pid(comm, folder)
+    if comm.rank == 1:
+        raise KeyError("the shard of rank one")
+    comm.allreduce(np.ones(3))  # the others wait here for rank 1 until it is known to have failed
+    return comm.rank
+
+
+def killed_on_rank_two(comm, folder: str):
+    write_pid(comm, folder)
+    comm.barrier()
+    if comm.rank == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return comm.allreduce(np.ones(3))
+
+
+def wait_for_ever(comm, folder: str):
+    write_pid(comm, folder)
+    return comm.recv(source=(comm.rank + 1) % comm.size)  # nobody sends
+
+
+def orphaned_ranks(folder: str) -> None:
+    """Run from a parent process that the test kills: its ranks must end and free the shared memory."""
+    from tinyai.parallel import spmd
+
+    spmd(wait_for_ever, 2, backend="process", timeout=600, args=(folder,))
+
+
+def main(scenario: str, out: str) -> None:
+    """Under mpiexec: run a scenario on the MPI world. "all": save this rank's results of every_operation;
+    "fail": rank 1 raises while the others wait for it in an allreduce (the job must end)."""
     from tinyai.parallel import mpi_world
 
-    comm = mpi_world()
-    results = every_operation(comm)
-    np.savez(f"{out}/rank{comm.rank}.npz", **results)
+    comm = mpi_world(timeout=60)
+    if scenario == "all":
+        np.savez(f"{out}/rank{comm.rank}.npz", **every_operation(comm))
+    elif scenario == "fail":
+        comm.barrier()
+        if comm.rank == 1:
+            raise ValueError("rank one gives up")
+        comm.allreduce(np.ones(2))
+        Path(out, f"rank{comm.rank}.passed").write_text("the allreduce returned without rank 1")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

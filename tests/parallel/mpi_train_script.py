@@ -153,17 +153,17 @@ def run_trainer(out, rank, **parallel):
 
 
 def communicator_sums(rank):
-    """MpiCommunicator.allreduce_sum of an int, a NumPy int, a float and a float32 array, with their types."""
+    """MpiCommunicator.allreduce of an int, a NumPy int, a float and a float32 array, with their types."""
     from mpi4py import MPI
 
     from tinyai.parallel.mpi import MpiCommunicator
 
     comm = MpiCommunicator(MPI.COMM_WORLD)
-    sums = {"int": comm.allreduce_sum(rank + 1), "np_int": comm.allreduce_sum(np.int64(rank + 1)),
-            "float": comm.allreduce_sum(0.5)}
+    sums = {"int": comm.allreduce(rank + 1), "np_int": comm.allreduce(np.int64(rank + 1)),
+            "float": comm.allreduce(0.5)}
     result = {f"comm.{name}": np.array(value) for name, value in sums.items()}
     result.update({f"comm.{name}_type": np.array(type(value).__name__) for name, value in sums.items()})
-    result["comm.array"] = comm.allreduce_sum(np.arange(6, dtype=np.float32).reshape(2, 3) * (rank + 1))
+    result["comm.array"] = comm.allreduce(np.arange(6, dtype=np.float32).reshape(2, 3) * (rank + 1))
     return result
 
 

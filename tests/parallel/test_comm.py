@@ -1,15 +1,89 @@
-"""Every Communicator operation on the thread and process transports (MPI: test_comm_mpi.py)."""
+"""Every Communicator operation on the thread and process transports (MPI: test_comm_mpi.py).
+
+The process tests start real processes that talk through real shared memory;
+each starts one spmd run with many checks inside, because starting Python
+processes is what costs time.
+"""
+import gc
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from tinyai.parallel import CommunicatorError, SpmdError, ThreadWorld, spmd
+from tinyai.parallel import CommunicatorError, ProcessWorld, SpmdError, ThreadWorld, spmd
 
 from tests.parallel import comm_programs
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def shared_segments():
+    """The shared-memory segments and named semaphores of this machine (Linux: files in /dev/shm)."""
+    gc.collect()  # a world's semaphores are unlinked when the object goes
+    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+
+
+def names_in(folder):
+    return set(Path(folder, "names").read_text().split())
+
+
+def running(pid):
+    """True while process ``pid`` exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def pids_in(folder):
+    return [int(p.read_text()) for p in Path(folder).glob("rank*.pid")]
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4])
 def test_every_operation_on_threads(size):
     comm_programs.compare(spmd(comm_programs.every_operation, size, backend="thread", timeout=30), size)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_every_operation_on_processes(size):
+    runs = spmd(comm_programs.every_operation_and_names, size, backend="process", timeout=30)
+    comm_programs.compare([results for results, _ in runs], size)
+    assert not mp.active_children()
+    names = set(runs[0][1])
+    assert len(names) == 1 + size * size  # one segment, a semaphore per ordered pair of ranks
+    assert not names & shared_segments()  # nothing left in /dev/shm
+
+
+def test_process_world_in_rounds_and_on_a_subset_of_its_ranks():
+    """An executor's view: processes it starts itself, a slot of 64 bytes (arrays cross in many
+    rounds), and a step that uses 3 of the world's 4 ranks, in the order [3, 1, 0]."""
+    context = mp.get_context("spawn")
+    world = ProcessWorld(4, timeout=30, context=context, capacity=64)
+    members = [3, 1, 0]
+    pipes, processes = [], []
+    try:
+        for rank in range(len(members)):
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(target=comm_programs.in_world, args=(world, rank, members, sender))
+            process.start()
+            sender.close()
+            pipes.append(receiver)
+            processes.append(process)
+        results = [pipe.recv() for pipe in pipes]
+    finally:
+        for process in processes:
+            process.join(30)
+        name = world.segment_name
+        world.close()
+    comm_programs.compare(results, len(members))
+    assert name not in shared_segments()
 
 
 def argument_errors(comm):
@@ -44,7 +118,7 @@ def argument_errors(comm):
     return messages
 
 
-@pytest.mark.parametrize("backend", ["thread"])
+@pytest.mark.parametrize("backend", ["thread", "process"])
 def test_argument_errors_name_the_operation(backend):
     results = spmd(argument_errors, 2, backend=backend, timeout=30)
     for rank, messages in enumerate(results):
@@ -69,13 +143,6 @@ def test_argument_errors_name_the_operation(backend):
         assert messages["still_works"] == 2.0 and messages["any"]
 
 
-def fail_on_rank_one(comm):
-    if comm.rank == 1:
-        raise KeyError("the shard of rank one")
-    comm.allreduce(np.ones(3))  # the others wait here for rank 1 until it is known to have failed
-    return comm.rank
-
-
 def leave_early(comm):
     if comm.rank == 1:
         return "gone"
@@ -88,17 +155,65 @@ def wait_for_nothing(comm):
     return "sent nothing"
 
 
-@pytest.mark.parametrize("backend", ["thread"])
-def test_a_failed_rank_ends_the_run_and_is_named(backend):
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_a_failed_rank_ends_the_run_and_is_named(backend, tmp_path):
     with pytest.raises(SpmdError) as info:
-        spmd(fail_on_rank_one, 3, backend=backend, timeout=30)
+        spmd(comm_programs.fail_on_rank_one, 3, backend=backend, timeout=30, args=(str(tmp_path),))
     assert info.value.rank == 1
+    assert isinstance(info.value.cause, KeyError)
     text = str(info.value)
     assert text.startswith("spmd: rank 1 failed: KeyError: 'the shard of rank one'")
     assert "traceback of rank 1" in text and "fail_on_rank_one" in text and 'raise KeyError' in text
+    if backend == "process":
+        assert len(pids_in(tmp_path)) == 3 and not any(running(pid) for pid in pids_in(tmp_path))
+        del info
+        assert not names_in(tmp_path) & shared_segments()
 
 
-@pytest.mark.parametrize("backend", ["thread"])
+def test_a_killed_process_is_named_and_the_others_end(tmp_path):
+    with pytest.raises(SpmdError) as info:
+        spmd(comm_programs.killed_on_rank_two, 3, backend="process", timeout=60, args=(str(tmp_path),))
+    assert info.value.rank == 2
+    assert "died with signal SIGKILL" in str(info.value)
+    assert len(pids_in(tmp_path)) == 3 and not any(running(pid) for pid in pids_in(tmp_path))
+    del info
+    assert not names_in(tmp_path) & shared_segments()
+
+
+def test_ranks_whose_parent_dies_end_and_free_the_shared_memory(tmp_path):
+    parent = subprocess.Popen([sys.executable, "-c", "import sys; from tests.parallel.comm_programs import "
+                               "orphaned_ranks; orphaned_ranks(sys.argv[1])", str(tmp_path)], cwd=ROOT,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        deadline = time.monotonic() + 60
+        while len(pids_in(tmp_path)) < 2 and time.monotonic() < deadline and parent.poll() is None:
+            time.sleep(0.1)
+        children = pids_in(tmp_path)
+        assert len(children) == 2, "the ranks did not start"
+        segment = sorted(names_in(tmp_path))[0]  # psm_... sorts before sem....
+        assert segment.startswith("psm_") and segment in shared_segments()
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 30  # a bound, not a speed check: they notice within a second
+    while any(running(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(running(pid) for pid in children)
+    assert segment not in shared_segments()
+
+
+def nested(comm):
+    return comm.rank
+
+
+def test_process_backend_refuses_what_cannot_be_pickled():
+    with pytest.raises(TypeError, match="picklable.*lambda"):
+        spmd(lambda comm: comm.rank, 2, backend="process")
+    with pytest.raises(TypeError, match="picklable"):
+        spmd(nested, 2, backend="process", args=(lambda: 0,))
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
 def test_a_rank_that_never_arrives_is_named_after_the_timeout(backend):
     with pytest.raises(SpmdError) as info:
         spmd(leave_early, 3, backend=backend, timeout=0.5)

@@ -28,12 +28,15 @@ from tinyai.parallel.utils import (
 from tinyai.parallel.comm import (
     Communicator,
     CommunicatorError,
+    MpiCommunicator,
+    ProcessCommunicator,
+    ProcessWorld,
     SpmdError,
     ThreadCommunicator,
     ThreadWorld,
+    mpi_world,
     spmd,
 )
-from tinyai.parallel.mpi import MpiCommunicator
 from tinyai.parallel.pipeline import PipelineParallel, PipelineStageError, bubble_fraction, split_into_stages
 
 __all__ = [
@@ -43,6 +46,6 @@ __all__ = [
     "DataParallel", "ParallelOptions", "Executor", "WorkerContext", "WorkerError", "make_executor",
     "Strategy", "StepOutcome", "SynchronousAllReduce",
     "PipelineParallel", "PipelineStageError", "split_into_stages", "bubble_fraction",
-    "MpiCommunicator",
-    "Communicator", "CommunicatorError", "ThreadCommunicator", "ThreadWorld", "spmd", "SpmdError",
+    "Communicator", "CommunicatorError", "ThreadCommunicator", "ThreadWorld", "ProcessCommunicator",
+    "ProcessWorld", "MpiCommunicator", "mpi_world", "spmd", "SpmdError",
 ]

@@ -1,8 +1,7 @@
-"""Communicators for the workers of one data-parallel step, and replayed random draws.
+"""Replayed random draws: what keeps dropout the same however the batch is split.
 
-``ProcessCommunicator``: the workers' all-reduce over a shared-memory block of
-slots and one process barrier per possible number of participants. (The
-communicators of every transport live in ``tinyai.parallel.comm``.)
+(The communicators that shards use to talk, one per transport, live in
+``tinyai.parallel.comm``.)
 
 ``ShardRandom``: random draws that do not depend on how the batch was split.
 Each worker replays the draws that single-thread training would make for the
@@ -16,41 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from tinyai.backend import get_array_module
-
-
-class ProcessCommunicator:
-    """All-reduce among worker processes through a shared (workers, capacity) float64 block.
-
-    ``barriers[k - 1]`` is a process barrier for k participants: a step with
-    fewer shards than workers uses the smaller one. Sums are taken in float64
-    and returned in the dtype (and on the device) of the input.
-    """
-
-    def __init__(self, slots: np.ndarray, barrier: Any, rank: int, size: int, timeout: float = 60.0) -> None:
-        self.slots, self.barrier, self.rank, self.size, self.timeout = slots, barrier, rank, size, timeout
-
-    def abort(self) -> None:
-        self.barrier.abort()
-
-    def allreduce(self, value: Any, op: str = "sum") -> Any:
-        if op != "sum":
-            raise ValueError(f"allreduce: this communicator only sums, got op={op!r}")
-        host = as_host_array(value)
-        flat = host.reshape(-1)
-        if flat.size > self.slots.shape[1]:
-            raise ValueError(f"allreduce_sum: {flat.size} values exceed the communicator's capacity "
-                             f"of {self.slots.shape[1]}")
-        self.slots[self.rank, :flat.size] = flat
-        self.barrier.wait(self.timeout)
-        total = self.slots[0, :flat.size].copy()
-        for other in range(1, self.size):
-            total += self.slots[other, :flat.size]
-        self.barrier.wait(self.timeout)
-        if isinstance(value, (int, np.integer)):
-            return int(round(float(total[0])))
-        xp = get_array_module(value)
-        return xp.asarray(total.reshape(host.shape).astype(value.dtype))
 
 
 class ShardRandom:
@@ -92,10 +56,3 @@ class ShardRandom:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.generator, name)
 
-
-def as_host_array(value: Any) -> np.ndarray:
-    """A host float64 copy of a number or array (for shared-memory transport)."""
-    xp = get_array_module(value)
-    if xp is not np:
-        value = value.get()
-    return np.asarray(value, dtype=np.float64)

@@ -9,8 +9,10 @@ One interface (``Communicator``), one implementation per transport:
 ``spmd(fn, world_size)`` runs ``fn(comm)`` on every rank (``spmd.py``).
 """
 from tinyai.parallel.comm.base import REDUCE_OPS, Communicator, CommunicatorError
+from tinyai.parallel.comm.mpi import MpiCommunicator, mpi_world
+from tinyai.parallel.comm.process import ProcessCommunicator, ProcessWorld
 from tinyai.parallel.comm.spmd import SpmdError, spmd
 from tinyai.parallel.comm.thread import ThreadCommunicator, ThreadWorld
 
-__all__ = ["Communicator", "CommunicatorError", "ThreadCommunicator", "ThreadWorld",
-           "spmd", "SpmdError"]
+__all__ = ["Communicator", "CommunicatorError", "ThreadCommunicator", "ThreadWorld", "ProcessCommunicator",
+           "ProcessWorld", "MpiCommunicator", "mpi_world", "spmd", "SpmdError"]

@@ -57,8 +57,7 @@ class Payload:
 
     def host(self) -> np.ndarray:
         """The values as a C-contiguous NumPy array (copied from the device if need be)."""
-        array = self.array.get() if self.on_device else self.array
-        return np.ascontiguousarray(array)
+        return contiguous(self.array.get() if self.on_device else self.array)
 
     def give_back(self, result: Any) -> Any:
         """``result`` (a NumPy or device array) in the form of the value that came in."""
@@ -71,6 +70,54 @@ class Payload:
     def give_back_array(self, result: Any) -> Any:
         """``result`` as an array where the value lived (host for numbers, else the value's device)."""
         return on_module(result, self.xp)
+
+
+HEADER_BYTES = 256  # what describes an array on the wire: ndim, device flag, byte count, shape, dtype
+MAX_DIMS = 24
+_DTYPE_AT = 8 * (3 + MAX_DIMS)
+
+
+class Spec:
+    """The description of an array that travels ahead of its bytes (shape, dtype, size, device)."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, nbytes: int, on_device: bool) -> None:
+        self.shape, self.dtype, self.nbytes, self.on_device = shape, dtype, nbytes, on_device
+
+
+def write_header(header: np.ndarray, host: np.ndarray | None, on_device: bool) -> None:
+    """Describe ``host`` (or "nothing", for None) in the HEADER_BYTES uint8 array ``header``."""
+    numbers = header[:_DTYPE_AT].view(np.int64)
+    if host is None:
+        numbers[0] = -1
+        return
+    if host.ndim > MAX_DIMS:
+        raise ValueError(f"communicator: arrays may have at most {MAX_DIMS} dimensions, got {host.ndim}")
+    numbers[:3] = (host.ndim, int(on_device), host.nbytes)
+    numbers[3:3 + host.ndim] = host.shape
+    text = host.dtype.str.encode("ascii")
+    header[_DTYPE_AT:] = 0
+    header[_DTYPE_AT:_DTYPE_AT + len(text)] = np.frombuffer(text, dtype=np.uint8)
+
+
+def read_header(header: np.ndarray) -> Spec | None:
+    """The Spec written by ``write_header``, or None for "nothing"."""
+    numbers = header[:_DTYPE_AT].view(np.int64)
+    ndim = int(numbers[0])
+    if ndim < 0:
+        return None
+    dtype = np.dtype(bytes(header[_DTYPE_AT:]).rstrip(b"\0").decode("ascii"))
+    return Spec(tuple(int(d) for d in numbers[3:3 + ndim]), dtype, int(numbers[2]), bool(numbers[1]))
+
+
+def contiguous(array: Any) -> np.ndarray:
+    """``array`` as a C-contiguous NumPy array, copied only if needed (``np.ascontiguousarray`` makes 0-d 1-d)."""
+    array = np.asarray(array)
+    return array if array.flags.c_contiguous else array.copy(order="C")
+
+
+def as_bytes(host: np.ndarray) -> np.ndarray:
+    """The bytes of a C-contiguous array, as a flat uint8 view (no copy)."""
+    return host.reshape(-1).view(np.uint8)
 
 
 def to_host(array: Any) -> np.ndarray:
@@ -174,10 +221,15 @@ def reduce_in_rank_order(arrays: Sequence[Any], op: str, xp: types.ModuleType) -
     for other in arrays[1:]:
         total = combine(total, other)
     if op == "mean":
-        if total.dtype.kind in "biu":
-            total = total.astype(np.float64)
-        total = total / total.dtype.type(len(arrays))
+        total = finish_mean(total, len(arrays))
     return xp.asarray(total)  # 0-d inputs give NumPy scalars; keep arrays
+
+
+def finish_mean(total: Any, count: int) -> Any:
+    """A sum over ``count`` ranks turned into their mean (integers become float64)."""
+    if total.dtype.kind in "biu":
+        total = total.astype(np.float64)
+    return total / total.dtype.type(count)
 
 
 def block_bounds(rows: int, size: int) -> list[tuple[int, int]]:

@@ -23,14 +23,24 @@ traceback in the message.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import sys
 import threading
-from dataclasses import dataclass
+import time
 import traceback
+from dataclasses import dataclass
+from multiprocessing import shared_memory
+from multiprocessing.connection import wait
 from typing import Any, Callable, Sequence
 
-from tinyai.parallel.comm.base import Communicator, CommunicatorError
+from tinyai.parallel.comm.base import CommunicatorError
+from tinyai.parallel.comm.process import LEADER_GRACE, ProcessWorld
 
 BACKENDS = ("thread", "process")
+STARTUP_SECONDS = 120.0  # how long the ranks of the process backend may take to start
 
 
 class SpmdError(RuntimeError):
@@ -67,9 +77,7 @@ def spmd(fn: Callable[..., Any], world_size: int, backend: str = "thread", timeo
     if backend == "thread":
         return _run_threads(fn, world_size, timeout, tuple(args))
     if backend == "process":
-        from tinyai.parallel.comm.process import run_processes
-
-        return run_processes(fn, world_size, timeout, tuple(args))
+        return _run_processes(fn, world_size, timeout, tuple(args))
     raise ValueError(f"spmd: unknown backend {backend!r}; choose one of {BACKENDS}")
 
 
@@ -116,9 +124,10 @@ class Failure:
 
     def error(self) -> SpmdError:
         summary = self.summary or f"{type(self.exception).__name__}: {self.exception}"
-        text = self.traceback.rstrip()
-        return SpmdError(f"spmd: rank {self.rank} failed: {summary}\n--- traceback of rank {self.rank} ---\n{text}",
-                         self.rank, self.exception)
+        message = f"spmd: rank {self.rank} failed: {summary}"
+        if self.traceback:
+            message += f"\n--- traceback of rank {self.rank} ---\n{self.traceback.rstrip()}"
+        return SpmdError(message, self.rank, self.exception)
 
 
 def first_failure(failures: list[Failure]) -> Failure:
@@ -127,6 +136,177 @@ def first_failure(failures: list[Failure]) -> Failure:
         if not failure.secondary:
             return failure
     return failures[0]
+
+
+
+def _rank_main(fn: Callable, args: tuple, world: ProcessWorld, rank: int, conn: Any) -> None:
+    """One rank of ``spmd(backend="process")``: run fn, send back its result or its failure."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _watch_parent(world)
+    failed = False
+    try:
+        comm = world.communicator(rank)
+        # Start together: a rank's timeout should not count another's interpreter start-up.
+        comm._sync("the start of spmd", max(world.timeout, STARTUP_SECONDS))  # noqa: SLF001
+        message: tuple = ("ok", fn(comm, *args))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        failed = True
+        world.abort(rank, f"{type(exc).__name__}: {exc}")
+        try:
+            pickled = pickle.dumps(exc)
+        except Exception:
+            pickled = None
+        message = ("error", f"{type(exc).__name__}: {exc}", "".join(traceback.format_exception(exc)),
+                   isinstance(exc, CommunicatorError), pickled)
+    try:
+        conn.send(message)
+    except Exception as exc:  # the result cannot be pickled
+        failed = True
+        world.abort(rank, "its result could not be sent back")
+        conn.send(("error", f"{type(exc).__name__}: spmd: the result of rank {rank} could not be pickled to go "
+                            f"back to the parent: {exc}", "", False, None))
+    finally:
+        conn.close()
+        if failed and world.inboxes is not None:
+            for inbox in world.inboxes:  # unsent messages must not keep this process from ending
+                inbox.cancel_join_thread()
+        world.close()
+
+
+def _watch_parent(world: ProcessWorld) -> None:
+    """End this process, and free the shared block, if the parent dies (nobody else would)."""
+    def watch() -> None:
+        while not world.parent_gone():
+            time.sleep(0.2)
+        try:
+            shared_memory.SharedMemory(name=world.segment_name).unlink()
+        except FileNotFoundError:
+            pass
+        os._exit(70)
+
+    threading.Thread(target=watch, name="tinyai-parent-watch", daemon=True).start()
+
+
+def check_picklable(fn: Callable, args: tuple) -> None:
+    """Refuse, with the reason, a function that spawned processes could not receive."""
+    main = sys.modules.get("__main__")
+    if getattr(fn, "__module__", None) == "__main__" and not getattr(main, "__file__", None):
+        raise TypeError(f"spmd: backend='process' cannot run {getattr(fn, '__qualname__', fn)!r}: it was defined "
+                        f"in a notebook or the REPL, which new processes cannot import; move it into a module "
+                        f"(a .py file) or use backend='thread'")
+    try:
+        pickle.dumps((fn, args))
+    except Exception as exc:
+        raise TypeError(f"spmd: backend='process' needs fn (and args) to be picklable, i.e. fn defined at the top "
+                        f"level of a module, not a lambda or a nested function; {getattr(fn, '__qualname__', fn)!r} "
+                        f"is not ({type(exc).__name__}: {exc})") from exc
+
+
+def _run_processes(fn: Callable, size: int, timeout: float, args: tuple) -> list[Any]:
+    """``spmd(fn, size, backend="process")``: one fresh process per rank, then every resource released."""
+    check_picklable(fn, args)
+    context = mp.get_context("spawn")
+    world = ProcessWorld(size, timeout, context)
+    processes: list = []
+    connections: list = []
+    try:
+        for rank in range(size):
+            parent_end, child_end = context.Pipe(duplex=False)
+            process = context.Process(target=_rank_main, args=(fn, args, world, rank, child_end),
+                                      name=f"tinyai-spmd-rank-{rank}", daemon=True)
+            process.start()
+            child_end.close()
+            processes.append(process)
+            connections.append(parent_end)
+        results, failures = _collect(world, processes, connections, timeout)
+    except BaseException:
+        world.abort(None, "the parent was interrupted")
+        raise
+    finally:
+        _end(processes)
+        for connection in connections:
+            connection.close()
+        world.close()
+    if failures:
+        failure = first_failure(failures)
+        raise failure.error() from failure.exception
+    return results
+
+
+def _collect(world: ProcessWorld, processes: list, connections: list, timeout: float) -> tuple[list, list]:
+    """Every rank's result, or the failures; a rank that dies is declared failed to the others at once."""
+    size = len(processes)
+    results: list[Any] = [None] * size
+    failures: list[Failure] = []
+    pending = set(range(size))
+    give_up = None  # after a failure, how long the others get to end
+    while pending:
+        waitables = [connections[r] for r in pending] + [processes[r].sentinel for r in pending]
+        wait(waitables, timeout=0.5)
+        for rank in sorted(pending):
+            message = None
+            if connections[rank].poll():
+                try:
+                    message = connections[rank].recv()
+                except (EOFError, OSError):
+                    message = None
+                else:
+                    pending.discard(rank)
+            if message is None:
+                if processes[rank].is_alive():
+                    continue
+                pending.discard(rank)
+                failures.append(_death(world, processes[rank], rank))
+            elif message[0] == "ok":
+                results[rank] = message[1]
+            else:
+                _, summary, text, secondary, pickled = message
+                exc = _unpickle(pickled)
+                failures.append(Failure(rank, exc, text, secondary, summary))
+        if failures and give_up is None:
+            give_up = time.monotonic() + world.timeout + 2 * LEADER_GRACE
+        if give_up is not None and time.monotonic() > give_up:
+            for rank in sorted(pending):
+                failures.append(Failure(rank, None, "", True, f"did not end after rank {failures[0].rank} failed"))
+            break
+    return results, failures
+
+
+def _death(world: ProcessWorld, process: Any, rank: int) -> Any:
+    process.join(1)
+    code = process.exitcode
+    how = f"exit code {code}"
+    if code is not None and code < 0:
+        how = f"signal {signal.Signals(-code).name}"
+    hint = ("" if code is None or code < 0 else
+            "; if fn lives in the script you ran, the script's own code must be under "
+            "'if __name__ == \"__main__\":' (every new process imports the script)")
+    summary = f"the process of rank {rank} (pid {process.pid}) died with {how}{hint}"
+    world.abort(rank, f"its process died with {how}")
+    return Failure(rank, None, "", False, summary)
+
+
+def _unpickle(data: bytes | None) -> BaseException | None:
+    if data is None:
+        return None
+    try:
+        return pickle.loads(data)
+    except Exception:
+        return None
+
+
+def _end(processes: list) -> None:
+    """Join every process, terminating and then killing those that do not end on their own."""
+    deadline = time.monotonic() + 2.0
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join(2)
+        if process.is_alive():
+            process.kill()
+            process.join(2)
 
 
 __all__ = ["spmd", "SpmdError"]

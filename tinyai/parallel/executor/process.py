@@ -26,7 +26,7 @@ guard is refused with an error that says so. A notebook or the REPL (a main
 module without a file) uses 'fork', which copies the running interpreter.
 
 Failures. A worker that dies is noticed within a fraction of a second; peers
-waiting for its batch statistics are released (the barrier is aborted) and
+waiting for its batch statistics are released (its ``ProcessWorld`` is aborted) and
 the step raises ``WorkerError``. ``step_timeout`` turns a hung shard into the
 same error. ``shutdown(timeout)`` returns within ``timeout`` plus about half
 a second: workers that do not stop in time are killed. A worker watches its
@@ -57,13 +57,13 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from tinyai.parallel.comm.process import ProcessWorld
 from tinyai.parallel.executor.base import Executor, WorkerContext, WorkerError
 from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor
 
 logger = logging.getLogger(__name__)
 
 
-COLLECTIVE_CAPACITY = 1 << 16  # float64 values per worker in one all-reduce
 PARENT_CHECK_SECONDS = 0.2  # how often a worker looks whether the master is still there
 
 
@@ -196,13 +196,14 @@ def _watch_parent(parent_pid: int, segments: list) -> None:
 
 
 def _worker_main(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, param_name: str,
-                 grad_name: str, collective_name: str, barriers: list, parent_pid: int) -> None:
+                 grad_name: str, world: ProcessWorld, parent_pid: int) -> None:
     """The loop of one worker process: wait for a task, do it, reply."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the master's to handle
-    segments = [_attach(name) for name in (param_name, grad_name, collective_name)]
+    # The communicator's block is attached too, so that the parent watch unlinks it with the others.
+    segments = [_attach(name) for name in (param_name, grad_name, world.segment_name)]
     _watch_parent(parent_pid, segments)
     try:
-        _serve(worker_id, conn, payload, layout, segments, barriers)
+        _serve(worker_id, conn, payload, layout, segments, world)
     except (EOFError, KeyboardInterrupt):
         pass
     finally:
@@ -211,12 +212,13 @@ def _worker_main(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, 
                 segment.close()
 
 
-def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segments: list, barriers: list) -> None:
+def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segments: list,
+           world: ProcessWorld) -> None:
     from tinyai.backend import using_communicator, using_rng
-    from tinyai.parallel.collective import ProcessCommunicator, ShardRandom
+    from tinyai.parallel.collective import ShardRandom
     from tinyai.parallel.sharding import copy_buffers
 
-    param_segment, grad_segment, collective_segment = segments
+    param_segment, grad_segment = segments[:2]
     try:
         model, loss = pickle.loads(payload)
     except Exception as exc:  # a class the worker cannot import: say so instead of just dying
@@ -224,7 +226,6 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
         return
     params = np.ndarray((layout.size,), dtype=layout.dtype, buffer=param_segment.buf)
     grads = np.ndarray((layout.size,), dtype=layout.dtype, buffer=grad_segment.buf)
-    slots = np.ndarray((len(barriers), COLLECTIVE_CAPACITY), dtype=np.float64, buffer=collective_segment.buf)
     named = dict(model.named_params())
     for name, view in layout.views(params).items():
         named[name].data = view  # the replica reads the master's values in place
@@ -254,7 +255,8 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
         x, y = task.where.arrays(inbox)
         copy_buffers(_Buffers(task.buffers), model)
         rng = ShardRandom(task.rng_state, task.start, task.stop, task.total)
-        group = ProcessCommunicator(slots, barriers[task.shards - 1], worker_id, task.shards)
+        # Batch norm's statistics: a step with fewer shards than workers talks among the first ones only.
+        group = world.communicator(worker_id, members=range(task.shards))
         with using_rng(rng), using_communicator(group):
             result = ParallelBatchProcessor(model, loss, x, y, worker_id, total_batch_size=task.total).run()
         del x, y
@@ -265,7 +267,8 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
             conn.send(ShardDone(result.loss, result.batch_size, rng.state, dict(model.named_buffers()),
                                 result.prediction))
         else:
-            group.abort()  # peers waiting for batch statistics give up at once
+            # peers waiting for batch statistics give up at once
+            world.abort(worker_id, f"{type(result.exception).__name__}: {result.exception}")
             conn.send(Failed(result.batch_size, type(result.exception).__name__, str(result.exception),
                              "".join(traceback.format_exception(result.exception))))
 
@@ -353,6 +356,7 @@ class ProcessExecutor(Executor):
         self._processes: list = []
         self._connections: list = []
         self._segments: list = []
+        self._world: ProcessWorld | None = None
         self._broken: str | None = None
         self._closing = False
         self._step_lock = threading.Lock()
@@ -380,10 +384,8 @@ class ProcessExecutor(Executor):
             self._param_views = self.layout.views(self.params)
             self._grad_views = [self.layout.views(g) for g in self.grads]
             self._write_parameters(model)
-            collective = shared_memory.SharedMemory(create=True, size=workers * COLLECTIVE_CAPACITY * 8)
-            self._segments.append(collective)
-            # One barrier for each possible number of shards in a step.
-            self._barriers = [context.Barrier(k) for k in range(1, workers + 1)]
+            # The workers' communicator (shared memory, collectives only) for synchronised batch norm.
+            self._world = ProcessWorld(workers, context=context, messages=False)
             hide_main = start_method != "fork" and b"__main__" not in payload
             with _blas_environment(), (_main_module_hidden() if hide_main else contextlib.nullcontext()):
                 for k in range(workers):
@@ -391,7 +393,7 @@ class ProcessExecutor(Executor):
                     process = context.Process(
                         target=_worker_main, name=f"tinyai-worker-{k}", daemon=True,
                         args=(k, child_end, payload, self.layout, self._param_segment.name,
-                              self._grad_segments[k].name, collective.name, self._barriers, os.getpid()))
+                              self._grad_segments[k].name, self._world, os.getpid()))
                     process.start()
                     child_end.close()
                     self._processes.append(process)
@@ -418,7 +420,8 @@ class ProcessExecutor(Executor):
 
     @property
     def segment_names(self) -> list[str]:
-        return [s.name for s in self._segments]
+        world = [self._world.segment_name] if self._world is not None else []
+        return [s.name for s in self._segments] + world
 
     def _write_parameters(self, master: Any) -> None:
         for name, p in master.named_params():
@@ -439,9 +442,8 @@ class ProcessExecutor(Executor):
             self._check_usable()
             self._write_parameters(master)
             bounds = shard_bounds(len(x), self.workers)
-            barrier = self._barriers[len(bounds) - 1]
-            if barrier.broken:  # a failed shard of the last step aborted it
-                barrier.reset()
+            if self._world.failure is not None:  # a failed shard of the last step aborted it
+                self._world.reset()
             master_rng = get_rng()
             state = master_rng.bit_generator.state
             buffers = dict(master.named_buffers()) if hasattr(master, "named_buffers") else {}
@@ -449,7 +451,7 @@ class ProcessExecutor(Executor):
             for k, (a, b) in enumerate(bounds):
                 where = self._stage_shard(k, x[a:b], y[a:b])
                 self._send(k, ShardTask(where, len(x), a, b, len(bounds), state, buffers, training))
-            replies = self._collect(len(bounds), barrier)
+            replies = self._collect(len(bounds), self._world)
             results = []
             for k in range(len(bounds)):
                 reply = replies[k]
@@ -509,16 +511,17 @@ class ProcessExecutor(Executor):
         del target_x, target_y  # no view may outlive the step, or the segment could not close
         return where
 
-    def _collect(self, count: int, barrier: Any, step_timeout: float | None | str = "default") -> dict[int, Any]:
+    def _collect(self, count: int, world: ProcessWorld | None,
+                 step_timeout: float | None | str = "default") -> dict[int, Any]:
         """Wait for ``count`` replies; fail fast if a worker dies, hangs, or shutdown() is called."""
         try:
             return self._wait_replies(count, self.step_timeout if step_timeout == "default" else step_timeout)
         except BaseException as error:
             # A dead, hung or interrupted step: peers waiting for batch statistics are released,
             # and the pipes may still hold replies of this step, so the executor cannot go on.
-            if barrier is not None:
+            if world is not None:
                 with contextlib.suppress(Exception):
-                    barrier.abort()
+                    world.abort(getattr(error, "worker_id", None), str(error).splitlines()[0] if str(error) else "")
             if self._broken is None:
                 self._broken = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise
@@ -572,6 +575,8 @@ class ProcessExecutor(Executor):
             self._grad_views = []
             self._inboxes = []
             polite = _release(self._processes, self._connections, self._segments, timeout)
+            if self._world is not None:
+                self._world.close()
         finally:
             if got_lock:
                 self._step_lock.release()
