@@ -234,36 +234,28 @@ def test_third_derivative_of_sin():
 
 # -- one formula, two speeds -------------------------------------------------------------
 class _Cube(ta.Function):
-    """x^3, opted in: its backward uses only ``*``, which arrays and Variables share."""
+    """x^3 written in the one idiom: saved values from saved_inputs(), nothing else."""
 
-    backward_on_arrays = True
     seen: list = []
 
     def forward(self, x):
         return x * x * x
 
     def backward(self, gy):
-        type(self).seen.append(type(gy))
-        x, = self.saved_inputs(gy)
+        x, = self.saved_inputs()
+        type(self).seen.append((type(gy), type(x)))
         return 3 * x * x * gy
 
 
-class _CubeWithVariables(_Cube):
-    """The same formula, not opted in."""
-
-    backward_on_arrays = False
-    seen: list = []
-
-
-def test_opted_in_backward_gets_arrays_unless_the_graph_is_recorded():
+def test_a_users_function_gets_arrays_unless_the_graph_is_recorded():
     _Cube.seen.clear()
     x = ta.Variable(np.array(2.0))
     _Cube()(x).backward()
-    assert _Cube.seen == [np.ndarray]
+    assert _Cube.seen == [(np.ndarray, np.ndarray)]  # no flag asked for it
     assert x.grad.item() == pytest.approx(12.0)
     x.clear_grad()
     _Cube()(x).backward(create_graph=True)
-    assert _Cube.seen == [np.ndarray, ta.Variable]
+    assert _Cube.seen[1] == (ta.Variable, ta.Variable)
     assert x.grad.creator is not None  # recorded, so it can be differentiated: d2/dx2 x^3 = 6x
     gx = x.grad
     x.clear_grad()
@@ -271,13 +263,121 @@ def test_opted_in_backward_gets_arrays_unless_the_graph_is_recorded():
     assert x.grad.item() == pytest.approx(12.0)
 
 
-def test_backward_without_the_flag_still_gets_variables():
-    _CubeWithVariables.seen.clear()
-    x = ta.Variable(np.array(2.0))
-    _CubeWithVariables()(x).backward()
-    _CubeWithVariables()(x).backward(create_graph=True)
-    assert _CubeWithVariables.seen == [ta.Variable, ta.Variable]
-    assert x.grad.item() == pytest.approx(24.0)
+def test_saved_outputs_follow_the_same_form():
+    seen = []
+
+    class Exp2(ta.Function):
+        def forward(self, x):
+            return np.exp2(x)
+
+        def backward(self, gy):
+            y, = self.saved_outputs()
+            seen.append(type(y))
+            return gy * y * np.log(2.0)
+
+    x = ta.Variable(np.array(1.5))
+    Exp2()(x).backward()
+    Exp2()(x).backward(create_graph=True)
+    assert seen == [np.ndarray, ta.Variable]
+    assert x.grad.item() == pytest.approx(2 * 2 ** 1.5 * np.log(2.0), rel=1e-12)
+
+
+def test_tinyai_functions_on_arrays_give_arrays_inside_a_plain_backward_only():
+    kinds = []
+
+    class SinViaF(ta.Function):
+        def forward(self, x):
+            return np.sin(x)
+
+        def backward(self, gy):
+            x, = self.saved_inputs()
+            g = gy * F.cos(x)
+            kinds.append((type(F.cos(x)), type(F.sum_to(g, ())), type(F.broadcast_to(g, (2, 3)))))
+            return g
+
+    # Outside a backward pass an array in gives a Variable out, as always.
+    assert type(F.cos(np.zeros(3))) is ta.Variable
+    assert type(F.sum_to(np.zeros(3), (3,))) is ta.Variable
+    x = ta.Variable(np.array([0.1, 0.2, 0.3]))
+    SinViaF()(x).backward(np.array([1.0, -2.0, 0.5]))
+    assert kinds == [(np.ndarray, np.ndarray, np.ndarray)]
+    np.testing.assert_allclose(x.grad.data, np.cos(x.data) * [1.0, -2.0, 0.5], rtol=1e-12)
+    SinViaF()(x).backward(np.ones(3), create_graph=True)
+    assert kinds[1] == (ta.Variable, ta.Variable, ta.Variable)
+
+
+def test_backward_written_with_the_input_variables_still_works():
+    # DeZero's style, self.inputs inside backward: correct on both paths,
+    # only without the array speed-up.
+    class Square(ta.Function):
+        def forward(self, x):
+            return x * x
+
+        def backward(self, gy):
+            x, = self.inputs
+            return 2 * x * gy
+
+    x = ta.Variable(np.array(-1.5))
+    Square()(x).backward()
+    assert type(x.grad.data) is np.ndarray and x.grad.item() == pytest.approx(-3.0)
+
+
+def test_needs_input_grad_lets_backward_skip_an_input():
+    calls = []
+
+    class Scale(ta.Function):
+        def forward(self, x, s):
+            return x * s
+
+        def backward(self, gy):
+            x, s = self.saved_inputs()
+            calls.append(self.needs_input_grad)
+            gs = (gy * x).sum() if self.needs_input_grad[1] else None
+            return gy * s, gs
+
+    x = ta.Variable(np.array([1.0, 2.0]))
+    s = ta.Variable(np.array(3.0), requires_grad=False)
+    Scale()(x, s).backward(np.array([1.0, 1.0]))
+    assert calls == [(True, False)]
+    assert s.grad is None and x.grad.data.tolist() == [3.0, 3.0]
+
+
+# -- each leaf owns its gradient -----------------------------------------------------------
+def test_leaves_never_share_a_gradient_array():
+    a = ta.Variable(np.array([1.0, 2.0]))
+    b = ta.Variable(np.array([3.0, 4.0]))
+    c = ta.Variable(np.array([5.0, 6.0]))
+    w = ta.Variable(np.ones((2, 2)))
+    seed = np.array([0.5, -1.0])
+    (a + b + c + F.sum(w, axis=0)).backward(seed)
+    grads = [v.grad.data for v in (a, b, c, w)]
+    for i, g in enumerate(grads):
+        assert g.flags.writeable and not np.shares_memory(g, seed)
+        for h in grads[i + 1:]:
+            assert not np.shares_memory(g, h)
+    a.grad.data *= 10  # an optimizer may scale in place: nothing else changes
+    np.testing.assert_array_equal(b.grad.data, seed)
+    np.testing.assert_array_equal(w.grad.data, np.broadcast_to(seed, (2, 2)))
+    np.testing.assert_array_equal(seed, [0.5, -1.0])
+
+
+def test_a_gradient_passed_on_along_two_paths_reaches_two_leaves_as_two_arrays():
+    # z = (p + 1) + (q + 1): the gradient of z travels unchanged to both sums
+    # and on to p and q.
+    p, q = ta.Variable(np.array([1.0, 2.0])), ta.Variable(np.array([3.0, 4.0]))
+    ((p + 1.0) + (q + 1.0)).backward(np.array([1.0, -1.0]))
+    assert not np.shares_memory(p.grad.data, q.grad.data)
+    p.grad.data *= 3
+    np.testing.assert_array_equal(q.grad.data, [1.0, -1.0])
+
+
+def test_retained_gradient_is_not_shared_with_a_leaf():
+    x = ta.Variable(np.array([1.0, 2.0]))
+    y = x + 0.0
+    z = y * 1.0
+    F.sum(z + x).backward(retain_grad=True)
+    assert not np.shares_memory(z.grad.data, x.grad.data)
+    np.testing.assert_array_equal(x.grad.data, [2.0, 2.0])
 
 
 def test_unrecorded_gradients_are_plain_variables_and_retain_grad_keeps_them():
@@ -296,9 +396,9 @@ def test_unrecorded_gradients_are_plain_variables_and_retain_grad_keeps_them():
 
 
 def test_both_paths_give_the_same_gradients(rng):
-    # Opted-in ops (linear, relu, mul, div, pow, exp, sum_to via broadcasting,
-    # softmax cross-entropy) mixed with ones that are not (sin, max, indexing):
-    # the array path and the recorded path must agree to rounding.
+    # Many kinds of op (linear, relu, mul, div, pow, exp, sum_to via
+    # broadcasting, softmax cross-entropy, sin, max, indexing): the array path
+    # and the recorded path must agree to rounding.
     def loss(x, W, b, s):
         h = F.relu(F.linear(x, W, b)) * s + F.sin(x[:, :3]) / (1.5 + F.exp(-x[:, 1:4] ** 2))
         z = h - F.max(h, axis=1, keepdims=True) * 0.5
@@ -316,8 +416,8 @@ def test_both_paths_give_the_same_gradients(rng):
 
 
 def test_gradients_from_two_paths_accumulate_as_arrays():
-    # The same leaf receives gradients from an opted-in op (mul) and from one
-    # that is not (sin); they are added without recording anything.
+    # The same leaf receives gradients from two ops (mul and sin); they are
+    # added without recording anything.
     x = ta.Variable(np.array(0.3))
     y = x * x + F.sin(x)
     y.backward()

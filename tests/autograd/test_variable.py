@@ -74,7 +74,7 @@ def test_reshape_transpose_methods():
     assert x.reshape(1, 2, 3).transpose(2, 0, 1).shape == (3, 1, 2)
 
 
-def test_detach_and_unchain():
+def test_detach():
     x = ta.Variable(np.array(2.0))
     y = x * 3
     d = y.detach()

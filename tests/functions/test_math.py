@@ -45,7 +45,7 @@ def test_forward_first_and_second_derivatives(xp, to_xp, name, f, reference, inp
 
 def test_third_derivative_of_tanh(xp, to_xp):
     # d/dx tanh = 1 - t^2, d2 = -2t(1 - t^2), d3 = -2(1 - t^2)(1 - 3t^2), t = tanh(x):
-    # the third pass differentiates TanhGrad's own backward.
+    # the third pass differentiates the recorded backward of the second.
     x = ta.Variable(to_xp(np.array([-0.8, 0.1, 1.3])))
     F.tanh(x).backward(to_xp(np.ones(3)), create_graph=True)
     for _ in range(2):

@@ -117,14 +117,17 @@ def test_clip_grad_norm_scales_all_gradients_by_the_global_norm():
         clip_grad_norm([p], 0.0)
 
 
-def test_clip_grad_norm_with_a_shared_gradient_object_scales_it_once_per_parameter():
-    # backward gives x + x's two inputs the same gradient object; clipping must not compound.
-    p, q = Parameter(np.array([3.0])), Parameter(np.array([4.0]))
-    shared = Parameter(np.array([2.0]))
-    p.grad = q.grad = shared
-    clip_grad_norm([p, q], max_norm=1.0)  # norm sqrt(8)
-    np.testing.assert_allclose(p.grad.data, [2.0 / np.sqrt(8)], rtol=1e-5)
-    np.testing.assert_allclose(q.grad.data, [2.0 / np.sqrt(8)], rtol=1e-5)
+def test_clip_grad_norm_scales_gradients_in_place_and_each_once():
+    # In p + q (+ r reshaped) backward passes one gradient on unchanged to every
+    # parameter; each must still own its array, or in-place clipping would compound.
+    p, q = Parameter(np.array([3.0, 1.0])), Parameter(np.array([4.0, 1.0]))
+    r = Parameter(np.array([[5.0, 1.0]]))
+    (p + q + F.reshape(r, (2,))).backward(np.array([2.0, 0.0]))
+    arrays = [v.grad.data for v in (p, q, r)]
+    clip_grad_norm([p, q, r], max_norm=1.0)  # norm sqrt(12)
+    for v, array in zip((p, q, r), arrays):
+        assert v.grad.data is array  # scaled in place
+        np.testing.assert_allclose(v.grad.data.reshape(-1), [2.0 / np.sqrt(12), 0.0], rtol=1e-6)
 
 
 def test_clip_grad_norm_leaves_non_finite_gradients_alone():

@@ -31,7 +31,7 @@ class BrokenSoftmax(Function):
         return e / e.sum(axis=-1, keepdims=True)
 
     def backward(self, gy):
-        y = self.outputs[0]()
+        y, = self.saved_outputs()
         return y * (gy - F.mean(gy, axis=-1, keepdims=True))
 
 
@@ -120,7 +120,7 @@ class WrongDtype(Function):
         return x * 2
 
     def backward(self, gy):
-        return ta.Variable(get_array_module(gy.data).asarray(gy.data * 2, dtype=np.float32))
+        return (gy * 2).astype(np.float32)  # gradcheck's plain backward hands raw arrays
 
 
 class GradToLabels(Function):
@@ -131,11 +131,11 @@ class GradToLabels(Function):
         return x[xp.arange(len(t)), t]
 
     def backward(self, gy):
-        x, t = self.inputs
-        xp = get_array_module(x.data)
-        gx = xp.zeros_like(x.data)
-        gx[xp.arange(len(t)), t.data] = gy.data
-        return ta.Variable(gx), ta.Variable(xp.zeros(t.shape))
+        x, t = self.saved_inputs()
+        xp = get_array_module(x)
+        gx = xp.zeros_like(x)
+        gx[xp.arange(len(t)), t] = gy
+        return gx, xp.zeros(t.shape)
 
 
 class NoisyBackward(Function):
@@ -145,8 +145,8 @@ class NoisyBackward(Function):
         return x * 2
 
     def backward(self, gy):
-        xp = get_array_module(gy.data)
-        return gy * 2 + ta.Variable(xp.asarray(1e-3 * self._noise.standard_normal(gy.shape)))
+        xp = get_array_module(gy)
+        return gy * 2 + xp.asarray(1e-3 * self._noise.standard_normal(gy.shape))
 
 
 def test_wrong_gradient_shape(xp, to_xp):
@@ -174,14 +174,16 @@ def test_non_deterministic_backward(xp, to_xp):
 
 
 class CubeWithConstantDerivative(Function):
-    """x^3 with backward 3 x^2 gy computed on raw data: right once, wrong twice."""
+    """x^3 whose backward takes the slope 3 x^2 as a constant kept by forward:
+    right once, wrong twice (the slope depends on x, so it must come from
+    saved_inputs() to be differentiated again)."""
 
     def forward(self, x):
+        self.slope = 3 * x ** 2
         return x ** 3
 
     def backward(self, gy):
-        x = self.inputs[0]
-        return gy * ta.Variable(3 * x.data ** 2, requires_grad=False)
+        return gy * self.slope
 
 
 def test_gradgradcheck_catches_a_wrong_second_derivative(xp, to_xp, rng):

@@ -12,6 +12,10 @@ from typing import Iterator
 
 _grad_enabled: contextvars.ContextVar[bool] = contextvars.ContextVar("tinyai_grad_enabled", default=True)
 _train_mode: contextvars.ContextVar[bool] = contextvars.ContextVar("tinyai_train_mode", default=True)
+# True while a plain (unrecorded) backward pass runs: Functions then receive and
+# return raw arrays (see tinyai.autograd.function). Only Variable.backward sets it.
+_backward_on_arrays: contextvars.ContextVar[bool] = contextvars.ContextVar("tinyai_backward_on_arrays",
+                                                                           default=False)
 
 
 def is_grad_enabled() -> bool:

@@ -5,23 +5,30 @@ A subclass writes two methods:
 * ``forward(*xs)`` computes on raw arrays (NumPy or CuPy) and returns an array
   or a tuple of arrays;
 * ``backward(*gys)`` receives the gradients of the outputs and returns those
-  of the inputs (or None where an input gets no gradient). Writing it with
-  tinyai's own functions is what makes second derivatives work: under
-  ``backward(create_graph=True)`` these calls record a graph of their own.
+  of the inputs (or None where an input gets no gradient).
+
+Inside ``backward`` there is one way to reach what the forward pass saw:
+``self.saved_inputs()`` and ``self.saved_outputs()``. Anything else backward
+needs that is a constant rather than a value to differentiate (a mask, the
+labels, the position of a maximum) is kept by ``forward`` as an attribute.
+Write the formula with operators (``+ - * / ** @``, ``.T``, ``.reshape``,
+``.sum(...)``) and tinyai's functions (``F.tanh``, ``F.sum_to``, ...):
+
+    def backward(self, gy):
+        x, = self.saved_inputs()
+        return gy * 3 * x ** 2
 
 One formula, two speeds. Most backward passes are never differentiated
-again: a training step only wants the numbers. Recording them anyway costs a
+again: a training step only wants the numbers. Recording them would cost a
 Function call (a few microseconds) for every ``*`` in a backward, several
-times the arithmetic on a small array. So a backward written only with what
-raw arrays and Variables *both* understand (``+ - * / ** @``, unary ``-``,
-``.T``, ``.reshape``, ``.sum(axis=..., keepdims=...)``, and small helpers
-such as ``sum_to_either`` that return an array for an array and a Variable
-for a Variable) can run on either, and its class says so with
-``backward_on_arrays = True``. Then ``Variable.backward`` hands it raw arrays
-when nothing is recorded (``create_graph=False``), and Variables when the
-gradient must itself be differentiable. The backward fetches what it saved in
-the matching form with ``self.saved_inputs(gy)`` and ``self.saved_output(gy)``.
-Functions that leave the flag False always receive Variables.
+times the arithmetic on a small array. So a plain ``y.backward()`` hands
+every backward raw arrays (``gy``, and the saved values), and inside it
+tinyai's functions called on raw arrays only return raw arrays, computed
+directly by NumPy or CuPy with no Variable and no graph. Under
+``y.backward(create_graph=True)`` the same formula receives Variables and
+records a graph of its own, which is what makes second derivatives work.
+The author of a Function writes the formula once and never sees the
+difference.
 
 Calling the Function wraps the outputs in Variables and, when gradients are
 being recorded, links them to it. The outputs are held by weak reference: the
@@ -32,9 +39,10 @@ collector.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Sequence
+from typing import Any
 
-from tinyai.autograd.config import _grad_enabled
+from tinyai.autograd.config import _backward_on_arrays, _grad_enabled
+from tinyai.backend import is_array
 from tinyai.backend.device import check_same_device
 from tinyai.autograd.variable import Variable, as_variable
 
@@ -47,33 +55,18 @@ class Function:
     ...     def forward(self, x):
     ...         return x * x
     ...     def backward(self, gy):
-    ...         x, = self.inputs
-    ...         return 2 * x * gy
-    >>> y = Square()(Variable(np.array(3.0)))
-    >>> y.backward()
-
-    The same operation, declared safe to differentiate on raw arrays (its
-    backward uses only ``*``, which arrays and Variables share):
-
-    >>> class FastSquare(Function):
-    ...     backward_on_arrays = True
-    ...     def forward(self, x):
-    ...         return x * x
-    ...     def backward(self, gy):
-    ...         x, = self.saved_inputs(gy)  # arrays or Variables, like gy
+    ...         x, = self.saved_inputs()  # an array, or a Variable under create_graph
     ...         return 2 * x * gy
     >>> x = Variable(np.array(3.0))
-    >>> FastSquare()(x).backward()
+    >>> Square()(x).backward()
     >>> float(x.grad.data)
     6.0
     """
 
-    #: True when ``backward`` works on raw arrays as well as on Variables (see
-    #: the module docstring); ``Variable.backward`` then passes arrays whenever
-    #: the backward pass is not recorded.
-    backward_on_arrays = False
     generation = 0
+    #: The input Variables: the graph's edges back to where the inputs came from.
     inputs: tuple[Variable, ...] = ()
+    #: Weak references to the output Variables.
     outputs: tuple = ()
 
     def __call__(self, *inputs: Any) -> Any:
@@ -83,10 +76,17 @@ class Function:
         # short path for the usual single output.
         for x in inputs:
             if not isinstance(x, Variable):
-                inputs = tuple(as_variable(x) for x in inputs)
+                if _backward_on_arrays.get() and _all_arrays(inputs):
+                    # Inside a plain backward pass, on raw arrays only: nothing
+                    # will be recorded, so compute and hand back raw arrays.
+                    return self.forward(*inputs)
+                inputs = tuple([as_variable(x) for x in inputs])
                 break
         try:
-            ys = self.forward(*[x.data for x in inputs])
+            if len(inputs) == 2:  # the usual binary operation, without a list
+                ys = self.forward(inputs[0].data, inputs[1].data)
+            else:
+                ys = self.forward(*[x.data for x in inputs])
         except (TypeError, ValueError) as error:
             # A host array meeting a device array fails inside the array
             # library with a message that names neither the operation nor the
@@ -125,25 +125,59 @@ class Function:
     def forward(self, *xs: Any) -> Any:
         raise TypeError(f"{type(self).__name__} must define forward(*xs)")
 
-    def backward(self, *gys: Variable) -> Any:
+    def backward(self, *gys: Any) -> Any:
         raise TypeError(f"{type(self).__name__} is not differentiable: it defines no backward(*gys)")
 
-    def saved_inputs(self, gy: Any) -> Sequence[Any]:
-        """The inputs in the form of ``gy``: the Variables when ``gy`` is a
-        Variable, their raw arrays when ``gy`` is a raw array."""
-        if isinstance(gy, Variable):
-            return self.inputs
-        return [x.data for x in self.inputs]  # a list: unpacked at once, tuple() would only cost time
+    # -- what backward reads ------------------------------------------------------------
+    def saved_inputs(self) -> list[Any]:
+        """The inputs of the forward pass, in the form the backward pass computes in.
 
-    def saved_output(self, gy: Any, index: int = 0) -> Any:
-        """Output ``index`` in the form of ``gy`` (a Variable, or its raw array)."""
-        y = self.outputs[index]()
-        return y if isinstance(gy, Variable) else y.data
+        Raw arrays during a plain ``backward()``, the input Variables when the
+        backward pass is recorded (``create_graph=True``) or called by hand.
+        """
+        inputs = self.inputs
+        if not _backward_on_arrays.get():
+            return list(inputs)
+        # Every backward asks for this: one and two inputs, the usual cases,
+        # skip the loop of a list comprehension.
+        n = len(inputs)
+        if n == 1:
+            return [inputs[0].data]
+        if n == 2:
+            return [inputs[0].data, inputs[1].data]
+        if n == 3:
+            return [inputs[0].data, inputs[1].data, inputs[2].data]
+        return [x.data for x in inputs]
+
+    def saved_outputs(self) -> list[Any]:
+        """The outputs of the forward pass, in the same form as ``saved_inputs()``.
+
+        An output that no longer exists (nothing used it) is None.
+        """
+        outputs = [ref() for ref in self.outputs]
+        if _backward_on_arrays.get():
+            return [None if y is None else y.data for y in outputs]
+        return outputs
 
     @property
     def needs_input_grad(self) -> tuple[bool, ...]:
-        """Which inputs want a gradient: backward may skip work for the others."""
-        return tuple(x.requires_grad for x in self.inputs)
+        """Which inputs want a gradient: backward skips the work for the others
+        (the gradient of ``x @ W`` with respect to a data batch ``x``, say)."""
+        inputs = self.inputs
+        n = len(inputs)
+        if n == 2:  # the usual cases, without a loop
+            return (inputs[0].requires_grad, inputs[1].requires_grad)
+        if n == 3:
+            return (inputs[0].requires_grad, inputs[1].requires_grad, inputs[2].requires_grad)
+        return tuple([x.requires_grad for x in inputs])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(generation={self.generation})"
+
+
+def _all_arrays(values: tuple) -> bool:
+    """True when every value is a raw NumPy/CuPy array (no Variable, no Python number)."""
+    for value in values:
+        if not is_array(value):
+            return False
+    return True

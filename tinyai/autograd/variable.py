@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tinyai.backend import get_array_module, get_default_dtype, is_array, to_cpu, to_gpu
-from tinyai.autograd.config import _grad_enabled
+from tinyai.autograd.config import _backward_on_arrays, _grad_enabled
 
 if TYPE_CHECKING:  # only for the annotation: function.py imports this module
     from tinyai.autograd.function import Function
@@ -145,11 +145,6 @@ class Variable:
         return to_cpu(self.data)
 
     # -- graph bookkeeping ------------------------------------------------------
-    def set_creator(self, function: Function) -> None:
-        """Record ``function`` as this value's producer, one generation after it."""
-        self.creator = function
-        self.generation = function.generation + 1
-
     def clear_grad(self) -> None:
         """Forget the accumulated gradient (before the next backward pass)."""
         self.grad = None
@@ -157,10 +152,6 @@ class Variable:
     def detach(self) -> "Variable":
         """A new Variable sharing this data but with no history behind it."""
         return Variable(self.data, name=self.name, requires_grad=False)
-
-    def unchain(self) -> None:
-        """Cut the link to the creator: this Variable becomes a leaf."""
-        self.creator = None
 
     def unchain_backward(self) -> None:
         """Cut every link behind this Variable (TinyAI's unChainBackward).
@@ -210,13 +201,20 @@ class Variable:
         One formula, two speeds. Each Function has one backward formula. When
         ``create_graph`` is set, it runs on Variables and records a graph, so
         the gradients can be differentiated again. Otherwise nobody will
-        differentiate them, and recording would only cost time: Functions
-        marked ``backward_on_arrays`` then get the output gradients as raw
-        arrays and return raw arrays (the same formula, computed by NumPy or
-        CuPy directly), gradients are added up as arrays, and each stored
-        ``grad`` is a Variable around its array that needs no gradient (a
-        gradient passed on unchanged keeps the Variable it came in). Other
-        Functions still receive Variables, evaluated with recording off.
+        differentiate them, and recording would only cost time: every
+        Function then gets the output gradients and its saved values as raw
+        arrays and returns raw arrays (the same formula, computed by NumPy or
+        CuPy directly). The gradients travelling through the graph stay raw
+        arrays, and only the leaves (and, with ``retain_grad``, the
+        intermediate values) get a ``grad`` Variable, which needs no gradient.
+
+        Each leaf's gradient is its own. A gradient passed on unchanged (by
+        ``+``, or a reshape to the same shape) is not copied while it travels,
+        but a leaf that would share its array with another place (both
+        operands of ``a + b``, a view of another gradient, a retained
+        gradient) receives a copy. So after a plain ``backward()`` no two
+        parameters share gradient memory, and an optimizer may scale or change
+        ``p.grad.data`` in place.
         """
         xp = get_array_module(self.data)
         if grad is None:
@@ -225,64 +223,53 @@ class Variable:
                     f"backward: output has shape {self.shape}; pass grad= of that shape "
                     "(only a one-element output has an implicit gradient of 1)")
             grad = Variable(xp.ones_like(self.data), requires_grad=False)
-        elif not isinstance(grad, Variable):
-            grad = Variable(grad if is_array(grad) else xp.asarray(grad, dtype=self.dtype),
-                            requires_grad=False)
-        if grad.shape != self.shape:
-            raise ValueError(f"backward: grad has shape {grad.shape} but the output has shape {self.shape}")
+        else:
+            if not isinstance(grad, Variable):
+                grad = Variable(grad if is_array(grad) else xp.asarray(grad, dtype=self.dtype),
+                                requires_grad=False)
+            if grad.shape != self.shape:
+                raise ValueError(f"backward: grad has shape {grad.shape} but the output has shape {self.shape}")
+            if not create_graph:
+                # The caller keeps its array; the graph gets a copy it may hand on to a leaf.
+                grad = Variable(grad.data.copy(), requires_grad=False)
         self.grad = grad if self.grad is None else self.grad + grad
         if self.creator is None:
             return
+        if create_graph:
+            self._backward_recorded(retain_grad)
+        else:
+            self._backward_plain(retain_grad)
 
-        # The heap holds (-generation, order of arrival, function): the latest
-        # generation comes out first, ties in arrival order. ``seen`` holds
-        # the ids of functions already pushed, so each runs exactly once.
+    # The two walks below visit the Functions in the same order. A heap holds
+    # (-generation, order of arrival, function): the latest generation comes
+    # out first, ties in arrival order. ``seen`` holds the ids of functions
+    # already pushed, so each runs exactly once.
+    def _backward_recorded(self, retain_grad: bool) -> None:
+        """The walk of ``backward(create_graph=True)``: gradients are Variables,
+        kept in ``grad``, and every backward formula is recorded."""
         order = itertools.count()
         heap: list = [(-self.creator.generation, next(order), self.creator)]
         seen: set[int] = {id(self.creator)}
-        pop, push = heapq.heappop, heapq.heappush  # looked up once, not once per Function
-        token = _grad_enabled.set(create_graph)
+        token = _grad_enabled.set(True)
         try:
             while heap:
-                function = pop(heap)[2]
+                function = heapq.heappop(heap)[2]
                 outputs = function.outputs
-                on_arrays = not create_graph and function.backward_on_arrays
-                if len(outputs) == 1:  # the common case, without a list
-                    y = outputs[0]()
-                    gy_variable = gy = None if y is None else y.grad
-                    if on_arrays and gy is not None:
-                        gy = gy.data
-                    gxs = function.backward(gy)
-                else:
-                    gys = [None if (y := ref()) is None else y.grad for ref in outputs]
-                    if on_arrays:
-                        gys = [None if gy is None else gy.data for gy in gys]
-                    gxs = function.backward(*gys)
-                    gy_variable = gy = None
-                inputs = function.inputs
+                gys = [None if (y := ref()) is None else y.grad for ref in outputs]
+                gxs = function.backward(*gys)
                 if not isinstance(gxs, tuple):
                     gxs = (gxs,)
-                if len(gxs) != len(inputs):
-                    raise RuntimeError(
-                        f"{type(function).__name__}.backward returned {len(gxs)} gradients "
-                        f"for {len(inputs)} inputs")
-                for x, gx in zip(inputs, gxs):
+                if len(gxs) != len(function.inputs):
+                    raise RuntimeError(f"{type(function).__name__}.backward returned {len(gxs)} gradients "
+                                       f"for {len(function.inputs)} inputs")
+                for x, gx in zip(function.inputs, gxs):
                     if gx is None or not x.requires_grad:
                         continue
-                    if create_graph:
-                        x.grad = gx if x.grad is None else x.grad + gx
-                    elif gx is gy and x.grad is None:
-                        # Passed on unchanged (add, a reshape to the same shape):
-                        # share the output's gradient Variable instead of a new one.
-                        x.grad = gy_variable
-                    else:  # plain numbers: add arrays, no graph to record
-                        if isinstance(gx, Variable):
-                            gx = gx.data
-                        x.grad = Variable(gx if x.grad is None else x.grad.data + gx, requires_grad=False)
+                    x.grad = gx if x.grad is None else x.grad + gx
                     creator = x.creator
                     if creator is not None and id(creator) not in seen:
                         seen.add(id(creator))
-                        push(heap, (-creator.generation, next(order), creator))
+                        heapq.heappush(heap, (-creator.generation, next(order), creator))
                 if not retain_grad:
                     for ref in outputs:
                         y = ref()
@@ -290,6 +277,82 @@ class Variable:
                             y.grad = None
         finally:
             _grad_enabled.reset(token)
+
+    def _backward_plain(self, retain_grad: bool) -> None:
+        """The walk of a plain ``backward()``: every backward formula runs on raw
+        arrays, and the gradients travel as arrays in ``travelling`` (keyed by
+        the id of the Variable they belong to) until they reach a leaf.
+
+        A creator joins the heap when the first gradient for its output
+        arrives; only a creator of several outputs needs ``seen`` to join once.
+        """
+        order = itertools.count()
+        heap: list = [(-self.creator.generation, next(order), self.creator)]
+        seen: set[int] = {id(self.creator)}
+        travelling: dict[int, Any] = {id(self): self.grad.data}
+        pop, push = heapq.heappop, heapq.heappush  # looked up once, not once per Function
+        grad_token = _grad_enabled.set(False)
+        arrays_token = _backward_on_arrays.set(True)
+        try:
+            while heap:
+                function = pop(heap)[2]
+                outputs = function.outputs
+                if len(outputs) == 1:  # the common case, without a list
+                    y = outputs[0]()
+                    gy = None if y is None else travelling.pop(id(y), None)
+                    if retain_grad and y is not self:
+                        _retain(y, gy)
+                    gxs = function.backward(gy)
+                else:
+                    gys = []
+                    for ref in outputs:
+                        y = ref()
+                        gy = None if y is None else travelling.pop(id(y), None)
+                        if retain_grad and y is not self:
+                            _retain(y, gy)
+                        gys.append(gy)
+                    gxs = function.backward(*gys)
+                    gy = gys if retain_grad else None  # only for the check below
+                inputs = function.inputs
+                if type(gxs) is not tuple:
+                    gxs = (gxs,)
+                if len(gxs) != len(inputs):
+                    raise RuntimeError(f"{type(function).__name__}.backward returned {len(gxs)} gradients "
+                                       f"for {len(inputs)} inputs")
+                i = -1
+                first = None  # the array given to input 0
+                for x, gx in zip(inputs, gxs):
+                    i += 1
+                    if gx is None or not x.requires_grad:
+                        continue
+                    if isinstance(gx, Variable):
+                        gx = gx.data
+                    if i == 0:
+                        first = gx
+                    elif gx is first or (i > 1 and _given_earlier(gx, gxs, i)):
+                        gx = gx.copy()  # the same array for two inputs (a + b): each gets its own
+                    creator = x.creator
+                    if creator is not None:  # on its way: add up, pass on later
+                        key = id(x)
+                        earlier = travelling.get(key)
+                        if earlier is not None:
+                            travelling[key] = earlier + gx
+                        else:  # x's first gradient: its creator joins the heap
+                            travelling[key] = gx
+                            if len(creator.outputs) == 1 or id(creator) not in seen:
+                                seen.add(id(creator))
+                                push(heap, (-creator.generation, next(order), creator))
+                    elif x.grad is not None:  # a leaf: it keeps the sum, in a new array
+                        x.grad = Variable(x.grad.data + gx, requires_grad=False)
+                    else:  # a leaf: it must not see another array's memory (a view, a retained gradient)
+                        if gx.base is not None or (retain_grad and _retained(gx, gy)):
+                            gx = gx.copy()
+                        x.grad = Variable(gx, requires_grad=False)
+            if not retain_grad:
+                self.grad = None
+        finally:
+            _backward_on_arrays.reset(arrays_token)
+            _grad_enabled.reset(grad_token)
 
     # -- devices -------------------------------------------------------------------
     def to_gpu(self, device_id: int | None = None) -> "Variable":
@@ -305,6 +368,25 @@ class Variable:
         if self.grad is not None:
             self.grad.to_cpu()
         return self
+
+
+def _retain(y: Variable | None, gy: Any) -> None:
+    """Keep the complete gradient of an intermediate value (``retain_grad``)."""
+    if y is not None and gy is not None:
+        y.grad = Variable(gy if y.grad is None else y.grad.data + gy, requires_grad=False)
+
+
+def _retained(gx: Any, gy: Any) -> bool:
+    """Whether ``gx`` is the output gradient ``gy`` (or one of the list ``gy``), which an output retains."""
+    return gx is gy or (type(gy) is list and any(gx is g for g in gy))
+
+
+def _given_earlier(gx: Any, gxs: tuple, index: int) -> bool:
+    """Whether the array ``gx`` was also returned for an input before ``index``."""
+    for other in gxs[:index]:
+        if other is gx or (isinstance(other, Variable) and other.data is gx):
+            return True
+    return False
 
 
 def as_variable(x: Any) -> Variable:

@@ -20,29 +20,23 @@ def _stable_sigmoid(x):
 
 
 class Sigmoid(Function):
-    backward_on_arrays = True
-
     def forward(self, x):
         return _stable_sigmoid(x)
 
     def backward(self, gy):
-        y = self.saved_output(gy)
+        y, = self.saved_outputs()
         return gy * y * (1 - y)
 
 
 class ReLU(Function):
     """max(0, x). Its derivative at exactly 0 is taken as 0."""
 
-    backward_on_arrays = True
-
     def forward(self, x):
+        self.mask = x > 0  # where the gradient passes: a constant for backward, kept as booleans
         return get_array_module(x).maximum(x, 0)
 
     def backward(self, gy):
-        # Multiplying by the boolean mask zeroes the gradient where x <= 0;
-        # NumPy converts the booleans inside the multiplication, no float copy needed.
-        mask = self.inputs[0].data > 0
-        return gy * mask
+        return gy * self.mask
 
 
 class LeakyReLU(Function):
@@ -52,13 +46,12 @@ class LeakyReLU(Function):
         self.slope = slope
 
     def forward(self, x):
-        return get_array_module(x).where(x > 0, x, x * self.slope)
+        xp = get_array_module(x)
+        self.factor = xp.where(x > 0, 1, self.slope).astype(x.dtype)  # the slope at each element
+        return x * self.factor
 
     def backward(self, gy):
-        xp = get_array_module(gy.data)
-        x = self.inputs[0].data
-        factor = xp.where(x > 0, 1.0, self.slope).astype(gy.dtype)
-        return gy * factor
+        return gy * self.factor
 
 
 _GELU_K = math.sqrt(2.0 / math.pi)
@@ -77,7 +70,7 @@ class GELU(Function):
         return 0.5 * x * (1 + xp.tanh(_GELU_K * (x + _GELU_A * x ** 3)))
 
     def backward(self, gy):
-        x, = self.inputs
+        x, = self.saved_inputs()
         t = tanh(_GELU_K * (x + _GELU_A * x ** 3))
         dt = _GELU_K * (1 + 3 * _GELU_A * x * x)
         return gy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dt)
@@ -90,7 +83,8 @@ class Softplus(Function):
         return get_array_module(x).logaddexp(0, x)
 
     def backward(self, gy):
-        return gy * sigmoid(self.inputs[0])
+        x, = self.saved_inputs()
+        return gy * sigmoid(x)
 
 
 def sigmoid(x: Any) -> Variable:

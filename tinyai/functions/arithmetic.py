@@ -4,8 +4,9 @@ When the two operands have different shapes, NumPy broadcasts the smaller
 one. Its gradient must then be summed back to its own shape (``sum_to``): a
 bias added to every row of a batch receives the sum of the rows' gradients.
 
-The backward formulas use only operators and ``sum_to_either``, so they run
-on raw arrays as well as on Variables (``backward_on_arrays``).
+The backward formulas use only operators and ``sum_to``, so the same lines
+run on raw arrays in a plain backward pass and on Variables when the pass is
+recorded (see tinyai.autograd.function).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from tinyai.autograd import Function, Variable
 from tinyai.backend import is_array
 from tinyai.functions._operands import as_operand, check_number, describe_shapes, operand_pair
-from tinyai.functions.shape import sum_to, sum_to_either
+from tinyai.functions.shape import sum_to
 
 
 def _broadcast_error(name: str, x0, x1) -> ValueError:
@@ -22,8 +23,6 @@ def _broadcast_error(name: str, x0, x1) -> ValueError:
 
 
 class Add(Function):
-    backward_on_arrays = True
-
     def forward(self, x0, x1):
         try:
             return x0 + x1
@@ -31,13 +30,11 @@ class Add(Function):
             raise _broadcast_error("add", x0, x1) from None
 
     def backward(self, gy):
-        x0, x1 = self.inputs  # only their shapes are needed
-        return sum_to_either(gy, x0.shape), sum_to_either(gy, x1.shape)
+        x0, x1 = self.saved_inputs()  # only their shapes are needed
+        return sum_to(gy, x0.shape), sum_to(gy, x1.shape)
 
 
 class Sub(Function):
-    backward_on_arrays = True
-
     def forward(self, x0, x1):
         try:
             return x0 - x1
@@ -45,14 +42,12 @@ class Sub(Function):
             raise _broadcast_error("sub", x0, x1) from None
 
     def backward(self, gy):
-        x0, x1 = self.inputs
-        gx1 = sum_to_either(-gy, x1.shape) if x1.requires_grad else None
-        return sum_to_either(gy, x0.shape), gx1
+        x0, x1 = self.saved_inputs()
+        gx1 = sum_to(-gy, x1.shape) if self.needs_input_grad[1] else None
+        return sum_to(gy, x0.shape), gx1
 
 
 class Mul(Function):
-    backward_on_arrays = True
-
     def forward(self, x0, x1):
         try:
             return x0 * x1
@@ -60,16 +55,14 @@ class Mul(Function):
             raise _broadcast_error("mul", x0, x1) from None
 
     def backward(self, gy):
-        v0, v1 = self.inputs
-        x0, x1 = self.saved_inputs(gy)
-        gx0 = sum_to_either(gy * x1, x0.shape) if v0.requires_grad else None
-        gx1 = sum_to_either(gy * x0, x1.shape) if v1.requires_grad else None
+        x0, x1 = self.saved_inputs()
+        needs0, needs1 = self.needs_input_grad
+        gx0 = sum_to(gy * x1, x0.shape) if needs0 else None
+        gx1 = sum_to(gy * x0, x1.shape) if needs1 else None
         return gx0, gx1
 
 
 class Div(Function):
-    backward_on_arrays = True
-
     def forward(self, x0, x1):
         try:
             return x0 / x1
@@ -77,16 +70,14 @@ class Div(Function):
             raise _broadcast_error("div", x0, x1) from None
 
     def backward(self, gy):
-        v0, v1 = self.inputs
-        x0, x1 = self.saved_inputs(gy)
-        gx0 = sum_to_either(gy / x1, x0.shape) if v0.requires_grad else None
-        gx1 = sum_to_either(-gy * x0 / (x1 * x1), x1.shape) if v1.requires_grad else None
+        x0, x1 = self.saved_inputs()
+        needs0, needs1 = self.needs_input_grad
+        gx0 = sum_to(gy / x1, x0.shape) if needs0 else None
+        gx1 = sum_to(-gy * x0 / (x1 * x1), x1.shape) if needs1 else None
         return gx0, gx1
 
 
 class Neg(Function):
-    backward_on_arrays = True
-
     def forward(self, x):
         return -x
 
@@ -97,8 +88,6 @@ class Neg(Function):
 class Pow(Function):
     """``x ** c`` for a constant exponent ``c``: d/dx = c * x ** (c - 1)."""
 
-    backward_on_arrays = True
-
     def __init__(self, c: float) -> None:
         self.c = c
 
@@ -106,7 +95,7 @@ class Pow(Function):
         return x ** self.c
 
     def backward(self, gy):
-        x, = self.saved_inputs(gy)
+        x, = self.saved_inputs()
         return gy * self.c * x ** (self.c - 1)
 
 
@@ -122,10 +111,11 @@ class PowVar(Function):
     def backward(self, gy):
         from tinyai.functions.math import log  # math builds on arithmetic
 
-        a, b = self.inputs
-        y = self.outputs[0]()
-        ga = sum_to(gy * b * a ** (b - 1), a.shape) if a.requires_grad else None
-        gb = sum_to(gy * y * log(a), b.shape) if b.requires_grad else None
+        a, b = self.saved_inputs()
+        y, = self.saved_outputs()
+        needs_a, needs_b = self.needs_input_grad
+        ga = sum_to(gy * b * a ** (b - 1), a.shape) if needs_a else None
+        gb = sum_to(gy * y * log(a), b.shape) if needs_b else None
         return ga, gb
 
 

@@ -24,8 +24,6 @@ from tinyai.autograd import Function, Variable, as_variable
 class Cast(Function):
     """y = x as ``dtype``; gx = gy as x's dtype."""
 
-    backward_on_arrays = True
-
     def __init__(self, dtype: DTypeLike) -> None:
         self.dtype = np.dtype(dtype)
 
@@ -34,9 +32,7 @@ class Cast(Function):
         return x.astype(self.dtype)
 
     def backward(self, gy):
-        if isinstance(gy, Variable):
-            return Cast(self.in_dtype)(gy)
-        return gy.astype(self.in_dtype)
+        return Cast(self.in_dtype)(gy)  # raw arrays in a plain backward: just astype
 
 
 def cast(x: Any, dtype: DTypeLike) -> Variable:

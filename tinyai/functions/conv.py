@@ -54,9 +54,8 @@ def _check_weights(op: str, x: Any, W: Any, b: Any, in_axis: int, out_axis: int,
                          f"for W of shape {tuple(W.shape)}")
 
 
-def _bias_grad(function: Function, gy: Variable) -> Variable | None:
-    if len(function.inputs) < 3 or not function.inputs[2].requires_grad:
-        return None
+def _bias_grad(gy: Any) -> Any:
+    """The gradient of a per-channel bias: gy summed over the batch and the image."""
     return sum_(gy, axis=(0, 2, 3))
 
 
@@ -78,15 +77,16 @@ class Conv2d(Function):
         return y.transpose(0, 3, 1, 2)
 
     def backward(self, gy):
-        x, W = self.inputs[0], self.inputs[1]
+        x, W, *b = self.saved_inputs()
+        needs = self.needs_input_grad
         gx = gW = None
-        if x.requires_grad:
+        if needs[0]:
             gx = conv_transpose2d(gy, W, stride=self.stride, pad=self.pad, out_size=x.shape[2:])
-        if W.requires_grad:
+        if needs[1]:
             gW = Conv2dGradW((W.shape[2], W.shape[3]), self.stride, self.pad)(x, gy)
-        if len(self.inputs) == 2:
+        if not b:
             return gx, gW
-        return gx, gW, _bias_grad(self, gy)
+        return gx, gW, _bias_grad(gy) if needs[2] else None
 
 
 class ConvTranspose2d(Function):
@@ -108,17 +108,18 @@ class ConvTranspose2d(Function):
         return y
 
     def backward(self, gy):
-        x, W = self.inputs[0], self.inputs[1]
+        x, W, *b = self.saved_inputs()
+        needs = self.needs_input_grad
         gx = gW = None
-        if x.requires_grad:
+        if needs[0]:
             gx = conv2d(gy, W, stride=self.stride, pad=self.pad)
-        if W.requires_grad:
+        if needs[1]:
             # The weight gradient of y = conv_transpose2d(x, W) is the weight
             # gradient of the convolution gy -> x that it is the transpose of.
             gW = Conv2dGradW((W.shape[2], W.shape[3]), self.stride, self.pad)(gy, x)
-        if len(self.inputs) == 2:
+        if not b:
             return gx, gW
-        return gx, gW, _bias_grad(self, gy)
+        return gx, gW, _bias_grad(gy) if needs[2] else None
 
 
 class Conv2dGradW(Function):
@@ -139,11 +140,12 @@ class Conv2dGradW(Function):
         return xp.tensordot(gy, col, axes=((0, 2, 3), (0, 4, 5)))
 
     def backward(self, ggW):
-        x, gy = self.inputs
+        x, gy = self.saved_inputs()
+        needs_x, needs_gy = self.needs_input_grad
         gx = ggy = None
-        if x.requires_grad:
+        if needs_x:
             gx = conv_transpose2d(gy, ggW, stride=self.stride, pad=self.pad, out_size=x.shape[2:])
-        if gy.requires_grad:
+        if needs_gy:
             ggy = conv2d(x, ggW, stride=self.stride, pad=self.pad)
         return gx, ggy
 

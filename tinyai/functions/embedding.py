@@ -23,7 +23,8 @@ class Embedding(Function):
         return W[self.ids]
 
     def backward(self, gy):
-        return EmbeddingGrad(self.ids, self.inputs[0].shape)(gy)
+        W, = self.saved_inputs()
+        return EmbeddingGrad(self.ids, W.shape)(gy)
 
 
 class EmbeddingGrad(Function):

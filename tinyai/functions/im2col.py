@@ -111,7 +111,8 @@ class Im2col(Function):
         return im2col_array(x, self.kernel, self.stride, self.pad)
 
     def backward(self, gcol):
-        return Col2im(self.inputs[0].shape, self.kernel, self.stride, self.pad)(gcol)
+        x, = self.saved_inputs()
+        return Col2im(x.shape, self.kernel, self.stride, self.pad)(gcol)
 
 
 class Col2im(Function):

@@ -11,7 +11,7 @@ from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module
 from tinyai.functions.activations import sigmoid
 from tinyai.functions.reductions import mean
-from tinyai.functions.softmax import softmax_either
+from tinyai.functions.softmax import softmax
 
 
 def _check_labels(name: str, labels, n_rows: int, n_classes: int) -> None:
@@ -31,8 +31,6 @@ class SoftmaxCrossEntropy(Function):
     all leading axes are examples.
     """
 
-    backward_on_arrays = True
-
     def forward(self, x, t):
         xp = get_array_module(x)
         if x.ndim < 2:
@@ -44,17 +42,17 @@ class SoftmaxCrossEntropy(Function):
         x2 = x.reshape(-1, n_classes)
         t2 = t.reshape(-1)
         _check_labels("softmax_cross_entropy", t2, x2.shape[0], n_classes)
+        self.labels = t  # constants for backward
         shifted = x2 - x2.max(axis=1, keepdims=True)
         log_z = xp.log(xp.exp(shifted).sum(axis=1))
         picked = shifted[xp.arange(x2.shape[0]), t2]
         return xp.asarray((log_z - picked).mean(), dtype=x.dtype)
 
     def backward(self, gy):
-        x, _ = self.saved_inputs(gy)
-        labels = self.inputs[1].data
-        xp = get_array_module(labels)
-        onehot = xp.eye(x.shape[-1], dtype=x.dtype)[labels]
-        return (softmax_either(x) - onehot) * (gy * (1.0 / labels.size)), None
+        x, _ = self.saved_inputs()
+        labels = self.labels
+        onehot = get_array_module(labels).eye(x.shape[-1], dtype=x.dtype)[labels]
+        return (softmax(x) - onehot) * (gy * (1.0 / labels.size)), None
 
 
 class SigmoidCrossEntropy(Function):
@@ -68,18 +66,18 @@ class SigmoidCrossEntropy(Function):
         if x.shape != t.shape:
             raise ValueError(f"sigmoid_cross_entropy: logits of shape {tuple(x.shape)} and targets of "
                              f"shape {tuple(t.shape)} differ")
-        t = t.astype(x.dtype)
+        t = self.float_target = t.astype(x.dtype)
         loss = xp.maximum(x, 0) - t * x + xp.log1p(xp.exp(-xp.abs(x)))
         return xp.asarray(loss.mean(), dtype=x.dtype)
 
     def backward(self, gy):
-        x, t = self.inputs
+        x, t = self.saved_inputs()
         scale = gy * (1.0 / x.size)
-        # A float target of the logits' dtype enters as a Variable, so that gx
-        # keeps its dependence on t (second derivatives d(gx)/dt = -scale).
-        target = t if t.dtype == x.dtype else t.data.astype(x.dtype)
+        # A float target of the logits' dtype is used as it is (a Variable when
+        # recorded), so that gx keeps its dependence on t: d(gx)/dt = -scale.
+        target = t if t.dtype == x.dtype else self.float_target
         gx = (sigmoid(x) - target) * scale
-        gt = -x * scale if t.requires_grad else None
+        gt = -x * scale if self.needs_input_grad[1] else None
         return gx, gt
 
 
@@ -96,16 +94,17 @@ class Huber(Function):
                              f"shape {tuple(t.shape)} differ")
         d = x - t
         a = xp.abs(d)
-        loss = xp.where(a <= self.delta, 0.5 * d * d, self.delta * (a - 0.5 * self.delta))
+        # Constants for backward: where d is in the quadratic zone, and the
+        # slope +-delta outside it.
+        self.inside = a <= self.delta
+        self.outside_slope = xp.where(self.inside, 0, self.delta * xp.sign(d)).astype(x.dtype)
+        loss = xp.where(self.inside, 0.5 * d * d, self.delta * (a - 0.5 * self.delta))
         return xp.asarray(loss.mean(), dtype=x.dtype)
 
     def backward(self, gy):
-        x, t = self.inputs
-        xp = get_array_module(x.data)
-        d = x.data - t.data
-        inside = (xp.abs(d) <= self.delta).astype(x.dtype)
+        x, t = self.saved_inputs()
         # d inside the quadratic zone, delta * sign(d) outside: d clipped to [-delta, delta].
-        gd = (x - t) * inside + (1 - inside) * self.delta * xp.sign(d).astype(x.dtype)
+        gd = (x - t) * self.inside + self.outside_slope
         gd = gd * (gy * (1.0 / x.size))
         return gd, -gd
 

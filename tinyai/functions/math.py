@@ -1,8 +1,10 @@
 """Elementwise mathematical functions and their derivatives.
 
-Each backward is written with tinyai's own functions (``gy * cos(x)`` for
-``sin``), so differentiating a gradient again works: that is how second
-derivatives, Newton's method and gradient penalties come for free.
+Each backward is written with operators and tinyai's own functions
+(``gy * cos(x)`` for ``sin``), so differentiating a gradient again works:
+that is how second derivatives, Newton's method and gradient penalties come
+for free. Where the derivative is a constant pattern (the sign for ``abs``,
+which side won for ``maximum``), forward keeps it as an attribute.
 """
 from __future__ import annotations
 
@@ -15,13 +17,12 @@ from tinyai.functions.shape import sum_to
 
 
 class Exp(Function):
-    backward_on_arrays = True
-
     def forward(self, x):
         return get_array_module(x).exp(x)
 
     def backward(self, gy):
-        return gy * self.saved_output(gy)  # d/dx e^x = e^x: reuse the output
+        y, = self.saved_outputs()
+        return gy * y  # d/dx e^x = e^x: reuse the output
 
 
 class Log(Function):
@@ -29,7 +30,8 @@ class Log(Function):
         return get_array_module(x).log(x)
 
     def backward(self, gy):
-        return gy / self.inputs[0]
+        x, = self.saved_inputs()
+        return gy / x
 
 
 class Sin(Function):
@@ -37,7 +39,8 @@ class Sin(Function):
         return get_array_module(x).sin(x)
 
     def backward(self, gy):
-        return gy * cos(self.inputs[0])
+        x, = self.saved_inputs()
+        return gy * cos(x)
 
 
 class Cos(Function):
@@ -45,47 +48,17 @@ class Cos(Function):
         return get_array_module(x).cos(x)
 
     def backward(self, gy):
-        return -gy * sin(self.inputs[0])
+        x, = self.saved_inputs()
+        return -gy * sin(x)
 
 
 class Tanh(Function):
-    backward_on_arrays = True
-
     def forward(self, x):
         return get_array_module(x).tanh(x)
 
     def backward(self, gy):
-        y = self.saved_output(gy)
-        if isinstance(gy, Variable):
-            return TanhGrad()(y, gy)  # recorded: one operation instead of three
-        return TanhGrad.formula(y, gy)
-
-
-class TanhGrad(Function):
-    """The backward of tanh as one operation: gx = gy (1 - y^2), from y = tanh(x).
-
-    Written as ``gy * (1 - y * y)`` it would take three operations (and a
-    constant) on every recorded backward pass; tanh is common enough in small
-    models to deserve one. Its own backward keeps higher derivatives working:
-    d gx / d y = -2 y gy and d gx / d gy = 1 - y^2.
-    """
-
-    backward_on_arrays = True
-
-    @staticmethod
-    def formula(y, gy):
-        """gy (1 - y^2) on raw arrays: the forward here, and tanh's unrecorded backward."""
+        y, = self.saved_outputs()
         return gy * (1 - y * y)
-
-    def forward(self, y, gy):
-        return self.formula(y, gy)
-
-    def backward(self, ggx):
-        y_var, gy_var = self.inputs
-        y, gy = self.saved_inputs(ggx)
-        grad_y = -2 * y * gy * ggx if y_var.requires_grad else None
-        grad_gy = ggx * (1 - y * y) if gy_var.requires_grad else None
-        return grad_y, grad_gy
 
 
 class Sqrt(Function):
@@ -93,18 +66,20 @@ class Sqrt(Function):
         return get_array_module(x).sqrt(x)
 
     def backward(self, gy):
-        return gy / (2 * self.outputs[0]())
+        y, = self.saved_outputs()
+        return gy / (2 * y)
 
 
 class Abs(Function):
     """|x|; its derivative sign(x) is taken as 0 at x = 0."""
 
     def forward(self, x):
-        return get_array_module(x).abs(x)
+        xp = get_array_module(x)
+        self.sign = xp.sign(x)  # a constant for backward
+        return xp.abs(x)
 
     def backward(self, gy):
-        x = self.inputs[0].data
-        return gy * get_array_module(x).sign(x)
+        return gy * self.sign
 
 
 class Clip(Function):
@@ -114,13 +89,14 @@ class Clip(Function):
         self.lo, self.hi = lo, hi
 
     def forward(self, x):
-        return get_array_module(x).clip(x, self.lo, self.hi)
+        xp = get_array_module(x)
+        lo = -float("inf") if self.lo is None else self.lo
+        hi = float("inf") if self.hi is None else self.hi
+        self.inside = (x >= lo) & (x <= hi)
+        return xp.clip(x, self.lo, self.hi)
 
     def backward(self, gy):
-        x = self.inputs[0].data
-        inside = (x >= (self.lo if self.lo is not None else -float("inf"))) & \
-                 (x <= (self.hi if self.hi is not None else float("inf")))
-        return gy * inside.astype(gy.dtype)
+        return gy * self.inside
 
 
 class Maximum(Function):
@@ -128,14 +104,15 @@ class Maximum(Function):
 
     def forward(self, a, b):
         try:
-            return get_array_module(a).maximum(a, b)
+            y = get_array_module(a).maximum(a, b)
         except ValueError:
             raise ValueError(f"maximum: shapes {describe_shapes(a, b)} cannot be broadcast together") from None
+        self.first = a >= b  # where a wins (ties included): a constant for backward
+        return y
 
     def backward(self, gy):
-        a, b = self.inputs
-        first = (a.data >= b.data).astype(gy.dtype)
-        return sum_to(gy * first, a.shape), sum_to(gy * (1 - first), b.shape)
+        a, b = self.saved_inputs()
+        return sum_to(gy * self.first, a.shape), sum_to(gy * ~self.first, b.shape)
 
 
 class Minimum(Function):
@@ -143,14 +120,15 @@ class Minimum(Function):
 
     def forward(self, a, b):
         try:
-            return get_array_module(a).minimum(a, b)
+            y = get_array_module(a).minimum(a, b)
         except ValueError:
             raise ValueError(f"minimum: shapes {describe_shapes(a, b)} cannot be broadcast together") from None
+        self.first = a <= b
+        return y
 
     def backward(self, gy):
-        a, b = self.inputs
-        first = (a.data <= b.data).astype(gy.dtype)
-        return sum_to(gy * first, a.shape), sum_to(gy * (1 - first), b.shape)
+        a, b = self.saved_inputs()
+        return sum_to(gy * self.first, a.shape), sum_to(gy * ~self.first, b.shape)
 
 
 def exp(x: Any) -> Variable:

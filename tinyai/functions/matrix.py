@@ -3,7 +3,7 @@
 For Y = X W the gradients are gX = gY W^T and gW = X^T gY: each input's
 gradient is the output gradient multiplied by the *other* input, transposed.
 Both backward formulas use only ``@``, ``.T``/``.transpose``, ``.reshape`` and
-``sum_to_either``, so they run on raw arrays as well as on Variables.
+``sum_to``, which raw arrays and Variables share.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module
-from tinyai.functions.shape import reshape, sum_to_either
+from tinyai.functions.shape import reshape, sum_to
 
 
 def _matrix_transpose(a: Any) -> Any:
@@ -22,8 +22,6 @@ def _matrix_transpose(a: Any) -> Any:
 
 
 class MatMul(Function):
-    backward_on_arrays = True
-
     def forward(self, a, b):
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(f"matmul: shapes {tuple(a.shape)} and {tuple(b.shape)} are not aligned "
@@ -37,10 +35,10 @@ class MatMul(Function):
     def backward(self, gy):
         # Batch axes broadcast in the forward pass, so each gradient is summed
         # back to its input's shape.
-        va, vb = self.inputs
-        a, b = self.saved_inputs(gy)
-        ga = sum_to_either(gy @ _matrix_transpose(b), a.shape) if va.requires_grad else None
-        gb = sum_to_either(_matrix_transpose(a) @ gy, b.shape) if vb.requires_grad else None
+        a, b = self.saved_inputs()
+        needs_a, needs_b = self.needs_input_grad
+        ga = sum_to(gy @ _matrix_transpose(b), a.shape) if needs_a else None
+        gb = sum_to(_matrix_transpose(a) @ gy, b.shape) if needs_b else None
         return ga, gb
 
 
@@ -78,8 +76,6 @@ class Linear(Function):
     Shapes: x (..., in), W (in, out), b (out,) -> y (..., out).
     """
 
-    backward_on_arrays = True
-
     def forward(self, x, W, b=None):
         if W.ndim != 2 or x.ndim < 1 or x.shape[-1] != W.shape[0]:
             raise ValueError(f"linear: input has shape {tuple(x.shape)} ({x.shape[-1] if x.ndim else 0} features) "
@@ -92,18 +88,18 @@ class Linear(Function):
         return y
 
     def backward(self, gy):
-        inputs = self.inputs
-        x, W = self.saved_inputs(gy)[:2]
-        gx = gy @ W.T if inputs[0].requires_grad else None
+        x, W, *b = self.saved_inputs()
+        needs = self.needs_input_grad
+        gx = gy @ W.T if needs[0] else None
         gW = None
-        if inputs[1].requires_grad:
+        if needs[1]:
             if x.ndim != 2:  # every leading axis is a batch axis: fold them into one
                 x = x.reshape((-1, x.shape[-1]))
                 gy = gy.reshape((-1, gy.shape[-1]))
             gW = x.T @ gy
-        if len(inputs) == 2:
+        if not b:
             return gx, gW
-        gb = sum_to_either(gy, inputs[2].shape) if inputs[2].requires_grad else None
+        gb = sum_to(gy, b[0].shape) if needs[2] else None
         return gx, gW, gb
 
 

@@ -113,7 +113,7 @@ class NormalizationGrad(Function):
         if self.means.communicator is not None:
             raise RuntimeError("batch_norm: second derivatives are not available with batch statistics "
                                "synchronised across data-parallel workers")
-        x, gamma, gy = self.inputs
+        x, gamma, gy = self.saved_inputs()
         axes = self.axes
         m = 1
         for axis in axes:
@@ -177,7 +177,7 @@ class _Normalize(Function):
         return narrow_like(gamma.reshape(self.param_shape) * self.xhat + beta.reshape(self.param_shape), x)
 
     def backward(self, gy):
-        x, gamma, _ = self.inputs
+        x, gamma, _ = self.saved_inputs()
         grad = NormalizationGrad(self.means, self.param_shape, self.eps, self.xhat, self.inv_std)
         return grad(x, gamma, gy)
 

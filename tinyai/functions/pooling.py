@@ -48,6 +48,7 @@ class MaxPool2d(Function):
         n, c, kh, kw, oh, ow = col.shape
         col = col.reshape(n, c, kh * kw, oh, ow)
         self.argmax = col.argmax(axis=2)  # (N, C, OH, OW): flat index into each window
+        self.in_shape = x.shape
         return col.max(axis=2)
 
     def backward(self, gy):
@@ -72,7 +73,7 @@ class MaxPool2dGrad(Function):
         slots = xp.arange(kh * kw).reshape(1, 1, kh * kw, 1, 1)
         winner = (slots == pool.argmax[:, :, None, :, :]).astype(gy.dtype)  # one-hot per window
         gcol = (winner * gy[:, :, None, :, :]).reshape(n, c, kh, kw, oh, ow)
-        return col2im_array(gcol, pool.inputs[0].shape, pool.kernel, pool.stride, pool.pad)
+        return col2im_array(gcol, pool.in_shape, pool.kernel, pool.stride, pool.pad)
 
     def backward(self, ggx):
         return MaxPool2dGather(self.pool)(ggx)
@@ -123,7 +124,8 @@ class AvgPool2d(Function):
         return col.mean(axis=(2, 3))
 
     def backward(self, gy):
-        return AvgPool2dGrad(self.inputs[0].shape, self.kernel, self.stride, self.pad)(gy)
+        x, = self.saved_inputs()
+        return AvgPool2dGrad(x.shape, self.kernel, self.stride, self.pad)(gy)
 
 
 class AvgPool2dGrad(Function):

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module, narrow_like, widen
-from tinyai.functions.shape import broadcast_to_either, reshape
+from tinyai.functions.shape import broadcast_to, reshape
 
 Axis = int | Sequence[int] | None
 
@@ -32,14 +32,11 @@ def _keepdims_shape(in_shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[i
 
 
 def _grad_to_input(gy: Any, in_shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
-    """Restore the reduced axes of ``gy`` and broadcast it over the input
-    (an array for an array, a Variable for a Variable)."""
-    return broadcast_to_either(gy.reshape(_keepdims_shape(in_shape, axes)), in_shape)
+    """Restore the reduced axes of ``gy`` and broadcast it over the input."""
+    return broadcast_to(gy.reshape(_keepdims_shape(in_shape, axes)), in_shape)
 
 
 class Sum(Function):
-    backward_on_arrays = True
-
     def __init__(self, axis: Axis, keepdims: bool) -> None:
         self.axis, self.keepdims = axis, keepdims
 
@@ -48,12 +45,11 @@ class Sum(Function):
         return narrow_like(widen(x).sum(axis=self.axes, keepdims=self.keepdims), x)  # float16 adds up in float32
 
     def backward(self, gy):
-        return _grad_to_input(gy, self.inputs[0].shape, self.axes)
+        x, = self.saved_inputs()
+        return _grad_to_input(gy, x.shape, self.axes)
 
 
 class Mean(Function):
-    backward_on_arrays = True
-
     def __init__(self, axis: Axis, keepdims: bool) -> None:
         self.axis, self.keepdims = axis, keepdims
 
@@ -64,11 +60,11 @@ class Mean(Function):
         return narrow_like(widen(x).mean(axis=self.axes, keepdims=self.keepdims), x)
 
     def backward(self, gy):
-        in_shape = self.inputs[0].shape
+        x, = self.saved_inputs()
         count = 1
         for a in self.axes:
-            count *= in_shape[a]
-        return _grad_to_input(gy * (1.0 / count), in_shape, self.axes)
+            count *= x.shape[a]
+        return _grad_to_input(gy * (1.0 / count), x.shape, self.axes)
 
 
 class _Extremum(Function):
@@ -86,14 +82,14 @@ class _Extremum(Function):
         if x.size == 0:
             raise ValueError(f"{self.name}: the input of shape {x.shape} is empty")
         reduce = x.max if self.name == "max" else x.min
-        return reduce(axis=self.axes, keepdims=self.keepdims)
+        y = reduce(axis=self.axes, keepdims=True)
+        # Each element's share of the gradient: a constant for backward.
+        hits = (x == y).astype(x.dtype)
+        self.share = hits / hits.sum(axis=self.axes, keepdims=True)
+        return y if self.keepdims else y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in self.axes))
 
     def backward(self, gy):
-        x = self.inputs[0].data
-        y = self.outputs[0]().data.reshape(_keepdims_shape(x.shape, self.axes))
-        hits = (x == y).astype(gy.dtype)
-        share = hits / hits.sum(axis=self.axes, keepdims=True)
-        return _grad_to_input(gy, x.shape, self.axes) * share
+        return _grad_to_input(gy, self.share.shape, self.axes) * self.share
 
 
 class Max(_Extremum):
@@ -121,9 +117,9 @@ class LogSumExp(Function):
     def backward(self, gy):
         from tinyai.functions.math import exp  # the derivative is softmax(x)
 
-        x, = self.inputs
-        keep = _keepdims_shape(x.shape, self.axes)
-        y = reshape(self.outputs[0](), keep)
+        x, = self.saved_inputs()
+        y, = self.saved_outputs()
+        y = reshape(y, _keepdims_shape(x.shape, self.axes))
         return _grad_to_input(gy, x.shape, self.axes) * exp(x - y)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from tinyai.autograd import Function, Variable, as_variable
+from tinyai.autograd.config import _backward_on_arrays
 from tinyai.backend import get_array_module, scatter_add
 
 
@@ -46,8 +47,6 @@ def sum_to_array(x: Any, shape: tuple[int, ...]) -> Any:
 
 
 class BroadcastTo(Function):
-    backward_on_arrays = True
-
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -59,12 +58,11 @@ class BroadcastTo(Function):
             raise ValueError(f"broadcast_to: cannot broadcast shape {x.shape} to {self.shape}") from None
 
     def backward(self, gy):
-        return sum_to_either(gy, self.inputs[0].shape)
+        x, = self.saved_inputs()
+        return sum_to(gy, x.shape)
 
 
 class SumTo(Function):
-    backward_on_arrays = True
-
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -72,51 +70,38 @@ class SumTo(Function):
         return sum_to_array(x, self.shape)
 
     def backward(self, gy):
-        return broadcast_to_either(gy, self.inputs[0].shape)
+        x, = self.saved_inputs()
+        return broadcast_to(gy, x.shape)
 
 
-# Backward passes run on raw arrays when they are not recorded (see
-# tinyai.autograd.function): these two give an array for an array and a
-# Variable (a recorded operation) for a Variable, so one formula serves both.
-def sum_to_either(x: Any, shape: tuple[int, ...]) -> Any:
-    """``sum_to`` for backward formulas: ``x`` summed down to ``shape``, an array
-    for an array and a Variable for a Variable (``x`` itself if already that shape)."""
-    if x.shape == shape:
+def broadcast_to(x: Any, shape: Sequence[int]) -> Any:
+    """Repeat ``x`` along new or size-1 axes to reach ``shape`` (NumPy's rules).
+
+    ``x`` itself when it already has that shape. Like every tinyai function
+    it takes arrays and Variables alike, and inside a plain backward pass an
+    array gives an array (see tinyai.autograd.function).
+    """
+    # x itself when it already has the shape: a Variable, or an array inside a
+    # plain backward pass (anywhere else an array goes in and a Variable comes out).
+    if x.shape == shape and (isinstance(x, Variable) or _backward_on_arrays.get()):
         return x
-    if isinstance(x, Variable):
-        return SumTo(shape)(x)
-    return sum_to_array(x, shape)
+    return BroadcastTo(tuple(shape))(x)
 
 
-def broadcast_to_either(x: Any, shape: tuple[int, ...]) -> Any:
-    """``broadcast_to`` for backward formulas: an array for an array, a Variable for a Variable."""
-    if x.shape == shape:
+def sum_to(x: Any, shape: Sequence[int]) -> Any:
+    """Sum ``x`` down to ``shape``: the adjoint of ``broadcast_to``.
+
+    Leading axes that broadcasting added are summed away, and axes where
+    ``shape`` has size 1 are summed keeping the axis. ``x`` itself when it
+    already has that shape. Arrays and Variables alike, as ``broadcast_to``.
+    """
+    if x.shape == shape and (isinstance(x, Variable) or _backward_on_arrays.get()):  # as in broadcast_to
         return x
-    if isinstance(x, Variable):
-        return BroadcastTo(shape)(x)
-    return get_array_module(x).broadcast_to(x, shape)
-
-
-def broadcast_to(x: Any, shape: Sequence[int]) -> Variable:
-    """Repeat ``x`` along new or size-1 axes to reach ``shape`` (NumPy's rules)."""
-    shape = tuple(shape)
-    if isinstance(x, Variable) and x.shape == shape:
-        return x
-    return BroadcastTo(shape)(x)
-
-
-def sum_to(x: Any, shape: Sequence[int]) -> Variable:
-    """Sum ``x`` down to ``shape``: the adjoint of ``broadcast_to``."""
-    shape = tuple(shape)
-    if isinstance(x, Variable) and x.shape == shape:
-        return x
-    return SumTo(shape)(x)
+    return SumTo(tuple(shape))(x)
 
 
 # -- reshape, transpose ---------------------------------------------------------------
 class Reshape(Function):
-    backward_on_arrays = True
-
     def __init__(self, shape: tuple[int, ...]) -> None:
         self.shape = shape
 
@@ -127,7 +112,8 @@ class Reshape(Function):
             raise ValueError(f"reshape: cannot reshape an array of shape {x.shape} into {self.shape}") from None
 
     def backward(self, gy):
-        return gy.reshape(self.inputs[0].shape)  # the method: arrays and Variables both have it
+        x, = self.saved_inputs()
+        return gy.reshape(x.shape)  # the method: arrays and Variables both have it
 
 
 def reshape(x: Any, *shape: Any) -> Variable:
@@ -138,14 +124,12 @@ def reshape(x: Any, *shape: Any) -> Variable:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
     shape = tuple(shape)
-    if isinstance(x, Variable) and x.shape == shape:
+    if x.shape == shape and (isinstance(x, Variable) or _backward_on_arrays.get()):  # as in broadcast_to
         return x
     return Reshape(shape)(x)
 
 
 class Transpose(Function):
-    backward_on_arrays = True
-
     def __init__(self, axes: tuple[int, ...] | None) -> None:
         self.axes = axes
 
@@ -238,7 +222,8 @@ class GetItem(Function):
             raise IndexError(f"get_item: {exc} (array of shape {x.shape})") from None
 
     def backward(self, gy):
-        return GetItemGrad(self.key, self.inputs[0].shape)(gy)
+        x, = self.saved_inputs()
+        return GetItemGrad(self.key, x.shape)(gy)
 
 
 class GetItemGrad(Function):
@@ -281,7 +266,7 @@ class Concat(Function):
             raise ValueError(f"concat: shapes {shapes} do not match outside axis {self.axis}") from None
 
     def backward(self, gy):
-        sizes = [x.shape[self.axis] for x in self.inputs]
+        sizes = [x.shape[self.axis] for x in self.saved_inputs()]
         bounds = [sum(sizes[:i + 1]) for i in range(len(sizes) - 1)]
         return split(gy, bounds, axis=self.axis)
 
@@ -316,12 +301,10 @@ class Split(Function):
         return parts
 
     def backward(self, *gys):
-        xp = get_array_module(self.inputs[0].data)
-        parts = []
-        for shape, gy in zip(self.part_shapes, gys):
-            if gy is None:  # an unused piece contributes zeros
-                gy = Variable(xp.zeros(shape, dtype=self.inputs[0].dtype), requires_grad=False)
-            parts.append(gy)
+        x, = self.saved_inputs()
+        xp = get_array_module(x)
+        # An unused piece contributes zeros.
+        parts = [xp.zeros(shape, dtype=x.dtype) if gy is None else gy for shape, gy in zip(self.part_shapes, gys)]
         return concat(parts, axis=self.axis)
 
 

@@ -23,16 +23,7 @@ def softmax_array(x: Any, axis: int = -1) -> Any:
     return narrow_like(e / e.sum(axis=axis, keepdims=True), x)
 
 
-def softmax_either(x: Any, axis: int = -1) -> Any:
-    """softmax for backward formulas: an array for an array, a recorded Variable for a Variable."""
-    if isinstance(x, Variable):
-        return Softmax(axis)(x)
-    return softmax_array(x, axis)
-
-
 class Softmax(Function):
-    backward_on_arrays = True
-
     def __init__(self, axis: int) -> None:
         self.axis = axis
 
@@ -41,7 +32,7 @@ class Softmax(Function):
 
     def backward(self, gy):
         # Jacobian-vector product of softmax: y * (gy - sum(y * gy)).
-        y = self.saved_output(gy)
+        y, = self.saved_outputs()
         gx = y * gy
         return gx - y * gx.sum(axis=self.axis, keepdims=True)
 
@@ -58,7 +49,7 @@ class LogSoftmax(Function):
 
     def backward(self, gy):
         # d log_softmax: gy - softmax(x) * sum(gy), and softmax(x) = exp(y).
-        y = self.outputs[0]()
+        y, = self.saved_outputs()
         return gy - exp(y) * sum_(gy, axis=self.axis, keepdims=True)
 
 

@@ -78,8 +78,9 @@ def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
     The global norm is ``sqrt(sum over parameters of sum(grad**2))``. When it
     exceeds ``max_norm`` every gradient is multiplied by
     ``max_norm / (norm + eps)``; the direction of the whole update is kept,
-    only its length shrinks (Pascanu et al., 2013). Parameters whose grad is
-    None are ignored.
+    only its length shrinks (Pascanu et al., 2013), and in place: a plain
+    ``backward()`` gives every parameter a gradient array of its own.
+    Parameters whose grad is None are ignored.
 
     Args:
         params: a model, an iterable of Parameters or of (name, Parameter).
@@ -106,10 +107,8 @@ def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
     if norm > max_norm:
         scale = max_norm / (norm + eps)
         for p in with_grad:
-            # A new grad Variable rather than scaling in place: backward may
-            # have handed the same gradient object to two inputs (x + x), and
-            # scaling it in place would scale both twice.
-            p.grad = Variable(p.grad.data * scale, requires_grad=False)
+            # In place: backward gives every parameter a gradient array of its own.
+            p.grad.data *= scale
     return norm
 
 
