@@ -183,3 +183,23 @@ def test_bad_settings_are_refused_clearly():
         Trainer(1, progress=None, enable_parallel=True, thread_count=2, parallel_backend="process",
                 allreduce_algorithm="ring", dataset=_tiny_mnist_like(), model=model, loss=MeanSquared(),
                 optimizer=SGD(model))
+
+
+@pytest.mark.parametrize("settings", [{"compression": "topk"}, {"compression": Int8(stochastic=True)},
+                                      {"allreduce_algorithm": "ring"}], ids=["topk", "int8-stochastic", "ring"])
+def test_a_model_on_the_device_trains_with_compression_and_ring(settings):
+    from tinyai.losses import SoftmaxCrossEntropy
+    from tinyai.testing.standin import StandInArray, standin_as_gpu
+
+    with standin_as_gpu():
+        ta.seed(0)
+        model = TwoLayerNet(6, 8, 3)
+        trainer = Trainer(1, progress=None, eval_every=0, enable_parallel=True, thread_count=2,
+                          parallel_backend="thread", device="gpu", dataset=_tiny_mnist_like(), model=model,
+                          loss=SoftmaxCrossEntropy(), optimizer=SGD(model, lr=0.1), **settings)
+        with trainer:
+            history = trainer.train()
+            stats = trainer.parallel_stats()
+    assert all(isinstance(p.data, StandInArray) for p in model.params())
+    assert np.isfinite(history["loss"][-1])
+    assert stats["exchanges"] == len(trainer.train_set.get_batches()) > 0

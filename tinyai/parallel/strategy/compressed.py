@@ -147,7 +147,11 @@ class CompressedAllReduce(Strategy):
         """One communicator per worker connecting the workers of a step (made once per worker count)."""
         kind = self.executor.kind
         if kind == "mpi":
-            return [self.executor.communicator]  # this rank's; the ring runs here, not through run()
+            comm = self.executor.communicator  # this rank's; the ring runs here, not through run()
+            if not hasattr(comm, "send"):
+                raise ValueError("allreduce_algorithm='ring': this MPI executor's communicator has no "
+                                 "send/recv; use allreduce_algorithm='direct' (MPI's own Allreduce)")
+            return [comm]
         if kind != "thread":
             raise ValueError(f"allreduce_algorithm='ring' needs workers that can message each other: the "
                              f"'thread' and 'mpi' backends; the {kind!r} backend's workers talk only to "
