@@ -1,4 +1,4 @@
-"""Pipeline (model) parallelism: a model cut into stages, one thread per stage.
+"""Pipeline runtime: a model cut into stages, one thread per stage, running the GPipe schedule.
 
 Data parallelism gives every worker a whole copy of the model and a slice of
 the batch. Pipeline parallelism cuts the *model* instead: stage k owns a run
@@ -46,15 +46,23 @@ import numpy as np
 from tinyai.autograd import Variable, no_grad, test_mode
 from tinyai.backend import get_array_module, is_array, using_rng
 from tinyai.backend.settings import is_int
-from tinyai.nn import Layer, MlpBlock, Parameter, SequentialBlock
+from tinyai.nn import Layer, Parameter
+from tinyai.parallel.pipeline.messages import (
+    Backward,
+    BackwardDone,
+    Forward,
+    Infer,
+    LossReady,
+    Output,
+    StageFailed,
+    Stop,
+    Targets,
+)
 from tinyai.parallel.sharding import shard_bounds
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("thread",)
-
-# Sent to a stage's inbox to end its thread.
-_STOP = ("stop",)
 
 
 class PipelineStageError(RuntimeError):
@@ -70,149 +78,6 @@ class PipelineStageError(RuntimeError):
         self.phase = phase
         self.micro_batch = micro_batch
         self.cause = cause
-
-
-def bubble_fraction(stages: int, micro_batches: int) -> float:
-    """The share of a GPipe step a stage spends idle: (S - 1) / (M + S - 1).
-
-    It assumes every stage takes the same time per micro-batch. More
-    micro-batches shrink the bubble; more stages grow it.
-
-    >>> bubble_fraction(2, 4)
-    0.2
-    >>> bubble_fraction(4, 1)  # no micro-batching: only one stage works at a time
-    0.75
-    """
-    if stages < 1 or micro_batches < 1:
-        raise ValueError(f"bubble_fraction: stages and micro_batches must be at least 1, "
-                         f"got {stages} and {micro_batches}")
-    return (stages - 1) / (micro_batches + stages - 1)
-
-
-def gpipe_schedule(stages: int, micro_batches: int) -> list[list[str]]:
-    """The GPipe timetable: row k lists what stage k does at each tick ("F2", "B0" or "..").
-
-    Forward of micro-batch m reaches stage k at tick k + m. The last stage
-    starts the backwards (last micro-batch first) right after its last
-    forward, and each backward reaches the stage below one tick later.
-    Steps take 2 (M + S - 1) ticks.
-    """
-    if stages < 1 or micro_batches < 1:
-        raise ValueError(f"gpipe_schedule: stages and micro_batches must be at least 1, "
-                         f"got {stages} and {micro_batches}")
-    s, m_count = stages, micro_batches
-    ticks = 2 * (m_count + s - 1)
-    rows = [[".."] * ticks for _ in range(s)]
-    for k in range(s):
-        for m in range(m_count):
-            rows[k][k + m] = f"F{m}"
-            rows[k][(s - 1 + m_count) + (m_count - 1 - m) + (s - 1 - k)] = f"B{m}"
-    return rows
-
-
-def format_schedule(stages: int, micro_batches: int) -> str:
-    """``gpipe_schedule`` as a text chart, one line per stage.
-
-    >>> print(format_schedule(2, 2))
-    tick     0  1  2  3  4  5
-    stage 0  F0 F1 .. .. B1 B0
-    stage 1  .. F0 F1 B1 B0 ..
-    """
-    rows = gpipe_schedule(stages, micro_batches)
-    width = max(len(cell) for row in rows for cell in row)
-    label = len(f"stage {stages - 1}")
-    head = "tick".ljust(label) + "  " + " ".join(str(t).ljust(width) for t in range(len(rows[0])))
-    lines = [head.rstrip()]
-    for k, row in enumerate(rows):
-        lines.append(f"stage {k}".ljust(label) + "  " + " ".join(cell.ljust(width) for cell in row))
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _balanced_groups(sizes: Sequence[int], n: int) -> list[tuple[int, int]]:
-    """Cut ``sizes`` into ``n`` non-empty consecutive groups: (start, stop) of each.
-
-    First the smallest possible largest group sum is found; then, among the
-    cuts that achieve it, the one whose group *lengths* are most even (least
-    sum of squares), so parameter-free layers such as activations are spread
-    rather than piled into one stage. Both by dynamic programming over
-    (groups used, layers covered), O(n L^2).
-    """
-    length = len(sizes)
-    prefix = [0]
-    for s in sizes:
-        prefix.append(prefix[-1] + s)
-    inf = float("inf")
-
-    # best_max[j][i]: smallest largest-group sum over cuts of sizes[:i] into j groups.
-    best_max = [[inf] * (length + 1) for _ in range(n + 1)]
-    best_max[0][0] = 0
-    for j in range(1, n + 1):
-        for i in range(j, length + 1):
-            best_max[j][i] = min(max(best_max[j - 1][c], prefix[i] - prefix[c]) for c in range(j - 1, i))
-    limit = best_max[n][length]
-
-    # Among cuts whose every group sum is <= limit, least sum of squared group lengths.
-    cost = [[inf] * (length + 1) for _ in range(n + 1)]
-    cut = [[0] * (length + 1) for _ in range(n + 1)]
-    cost[0][0] = 0
-    for j in range(1, n + 1):
-        for i in range(j, length + 1):
-            for c in range(j - 1, i):
-                # "<=": on a tie the later cut wins, so an activation stays with the layer before it.
-                if prefix[i] - prefix[c] <= limit and cost[j - 1][c] + (i - c) ** 2 <= cost[j][i]:
-                    cost[j][i] = cost[j - 1][c] + (i - c) ** 2
-                    cut[j][i] = c
-    bounds, stop = [], length
-    for j in range(n, 0, -1):
-        start = cut[j][stop]
-        bounds.append((start, stop))
-        stop = start
-    return bounds[::-1]
-
-
-def split_into_stages(block: SequentialBlock | MlpBlock | Sequence[Layer], n: int) -> list[SequentialBlock]:
-    """Cut a chain of layers into ``n`` consecutive stages balanced by parameter count.
-
-    Args:
-        block: a SequentialBlock or MlpBlock (whose children run one after
-            the other), or a list of Layers meant to run in that order.
-        n: the number of stages, 1 <= n <= number of layers.
-
-    Returns:
-        ``n`` SequentialBlocks named "stage0", "stage1", ... that hold the
-        *same* layer objects (no copies): training the stages trains
-        ``block``, and an optimizer built on ``block`` sees their gradients.
-
-    The cut minimises the largest stage's parameter count (the slowest stage
-    sets the pace of the whole pipeline); parameter count is only a proxy
-    for time, and lazy layers count 0 until their first call.
-
-    >>> from tinyai.nn import Linear, ReLU
-    >>> net = SequentialBlock(Linear(4, 16), ReLU(), Linear(16, 16), ReLU(), Linear(16, 2))
-    >>> [len(stage) for stage in split_into_stages(net, 2)]
-    [2, 3]
-    """
-    if isinstance(block, (SequentialBlock, MlpBlock)):
-        layers = list(block.children())
-    elif isinstance(block, (list, tuple)):
-        layers = list(block)
-    else:
-        raise TypeError(f"split_into_stages: needs a SequentialBlock, an MlpBlock or a list of Layers "
-                        f"(whose layers run one after the other), got {type(block).__name__}")
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Layer):
-            raise TypeError(f"split_into_stages: item {i} is a {type(layer).__name__}, not a Layer")
-    if not is_int(n) or not 1 <= n <= len(layers):
-        raise ValueError(f"split_into_stages: n must be an int from 1 to the number of layers "
-                         f"({len(layers)}), got {n!r}")
-    groups = _balanced_groups([layer.num_params() for layer in layers], n)
-    stages = []
-    for k, (start, stop) in enumerate(groups):
-        stage = SequentialBlock(name=f"stage{k}")
-        for layer in layers[start:stop]:
-            stage.add_layer(layer)
-        stages.append(stage)
-    return stages
 
 
 def _as_array(value: Any, what: str) -> Any:
@@ -351,12 +216,12 @@ class PipelineParallel:
         weights = [(b - a) / n for a, b in bounds]
         self._start_clock()
         # FIFO inboxes: the last stage has the targets before any activation of this step arrives.
-        self._inboxes[-1].put(("targets", [y[a:b] for a, b in bounds], weights, loss))
+        self._inboxes[-1].put(Targets([y[a:b] for a, b in bounds], weights, loss))
         for m, (a, b) in enumerate(bounds):
-            self._inboxes[0].put(("forward", m, len(bounds), x[a:b]))
-        replies = self._wait({"loss": 1, "done": len(bounds)}, "step")
+            self._inboxes[0].put(Forward(m, len(bounds), x[a:b]))
+        replies = self._wait({LossReady: 1, BackwardDone: len(bounds)}, "step")
         self._stop_clock()
-        return replies["loss"][0]
+        return replies[LossReady][0].value
 
     def forward(self, x: Any) -> Variable:
         """Inference through the pipeline (no graph, test mode), micro-batch by micro-batch.
@@ -372,10 +237,10 @@ class PipelineParallel:
         bounds = shard_bounds(len(x), self.micro_batches)
         self._start_clock()
         for m, (a, b) in enumerate(bounds):
-            self._inboxes[0].put(("infer", m, x[a:b]))
-        replies = self._wait({"output": len(bounds)}, "forward")
+            self._inboxes[0].put(Infer(m, x[a:b]))
+        replies = self._wait({Output: len(bounds)}, "forward")
         self._stop_clock()
-        outputs = [data for _, data in sorted(replies["output"], key=lambda pair: pair[0])]
+        outputs = [reply.data for reply in sorted(replies[Output], key=lambda reply: reply.micro_batch)]
         xp = get_array_module(outputs[0])
         return Variable(xp.concatenate(outputs, axis=0), requires_grad=False)
 
@@ -387,7 +252,7 @@ class PipelineParallel:
             return
         self._abort.set()  # drop any work still queued
         for inbox in self._inboxes:
-            inbox.put(_STOP)
+            inbox.put(Stop())
         for thread in self._threads:
             thread.join(timeout)
             if thread.is_alive():  # a stage stuck in user code; it is a daemon and dies with the process
@@ -421,9 +286,9 @@ class PipelineParallel:
                   for k, log in enumerate(self._events) for phase, m, a, b in log]
         self.last_events = sorted(events, key=lambda e: e[3])
 
-    def _wait(self, expected: dict[str, int], what: str) -> dict[str, list]:
-        """Collect the replies the stages owe this call, or stop everything and raise."""
-        replies: dict[str, list] = {kind: [] for kind in expected}
+    def _wait(self, expected: dict[type, int], what: str) -> dict[type, list]:
+        """Collect the replies (by message type) the stages owe this call, or stop everything and raise."""
+        replies: dict[type, list] = {kind: [] for kind in expected}
         deadline = time.monotonic() + self.timeout
         while any(len(replies[kind]) < count for kind, count in expected.items()):
             remaining = deadline - time.monotonic()
@@ -437,13 +302,13 @@ class PipelineParallel:
                     reason = f"stage thread(s) {dead} ended" if dead else f"no reply within {self.timeout} s"
                     raise TimeoutError(f"PipelineParallel.{what}: {reason}; the pipeline has been shut down")
                 continue
-            if message[0] == "error":
-                _, k, phase, m, exc = message
+            if isinstance(message, StageFailed):
+                k, phase, m, exc = message.stage, message.phase, message.micro_batch, message.error
                 self.shutdown()
                 raise PipelineStageError(
                     f"pipeline: stage {k} ({self.stages[k]._label()}) failed in the {phase} of "
                     f"micro-batch {m}: {type(exc).__name__}: {exc}", k, phase, m, exc) from exc
-            replies[message[0]].append(message[1])
+            replies[type(message)].append(message)
         return replies
 
     # -- a stage's thread -------------------------------------------------------------------
@@ -458,21 +323,20 @@ class PipelineParallel:
         with using_rng(np.random.default_rng([seed, k])):
             while True:
                 message = self._inboxes[k].get()
-                if message is _STOP:
+                if isinstance(message, Stop):
                     return
                 if self._abort.is_set():
                     continue  # a stage failed: drain until told to stop
-                kind = message[0]
-                phase, m = kind, -1  # what the error report says, refined below
+                phase, m = "forward", -1  # what the error report says, refined below
                 try:
-                    if kind == "targets":
-                        _, targets, weights, loss_fn = message
+                    if isinstance(message, Targets):
+                        targets, weights, loss_fn = message.targets, message.weights, message.loss
                         losses = [0.0] * len(targets)
                         saved.clear()
-                    elif kind == "forward":
-                        _, m, count, data = message
+                    elif isinstance(message, Forward):
+                        m, count = message.micro_batch, message.count
                         start = time.perf_counter()
-                        x = Variable(data, requires_grad=k > 0)
+                        x = Variable(message.data, requires_grad=k > 0)
                         out = self._run_stage(k, x)
                         if last:
                             phase = "loss"
@@ -481,28 +345,30 @@ class PipelineParallel:
                         self._events[k].append(("F", m, start, time.perf_counter()))
                         saved[m] = (x, out)
                         if not last:
-                            self._inboxes[k + 1].put(("forward", m, count, out.data))
+                            self._inboxes[k + 1].put(Forward(m, count, out.data))
                         elif len(saved) == count:
                             # The flush: every forward is done, the backwards begin, last micro-batch first.
-                            self._results.put(("loss", sum(w * v for w, v in zip(weights, losses))))
+                            self._results.put(LossReady(sum(w * v for w, v in zip(weights, losses))))
                             for m in reversed(range(count)):
                                 phase = "backward"
                                 xp = get_array_module(out.data)
                                 self._backward(k, m, saved, xp.full_like(saved[m][1].data, weights[m]))
-                    elif kind == "backward":
-                        phase, (_, m, gy) = "backward", message
-                        self._backward(k, m, saved, gy)
-                    elif kind == "infer":
-                        phase, (_, m, data) = "inference", message
+                    elif isinstance(message, Backward):
+                        phase, m = "backward", message.micro_batch
+                        self._backward(k, m, saved, message.grad)
+                    elif isinstance(message, Infer):
+                        phase, m = "inference", message.micro_batch
                         with no_grad(), test_mode():
-                            out = self._run_stage(k, Variable(data, requires_grad=False))
+                            out = self._run_stage(k, Variable(message.data, requires_grad=False))
                         if last:
-                            self._results.put(("output", (m, out.data)))
+                            self._results.put(Output(m, out.data))
                         else:
-                            self._inboxes[k + 1].put(("infer", m, out.data))
+                            self._inboxes[k + 1].put(Infer(m, out.data))
+                    else:
+                        raise TypeError(f"pipeline: stage {k} got an unknown message {message!r}")
                 except BaseException as exc:  # reported to the caller, who re-raises it
                     self._abort.set()
-                    self._results.put(("error", k, phase, m, exc))
+                    self._results.put(StageFailed(k, phase, m, exc))
 
     def _run_stage(self, k: int, x: Variable) -> Variable:
         out = self.stages[k](x)
@@ -529,6 +395,6 @@ class PipelineParallel:
             gx = x.grad.data if x.grad is not None else get_array_module(x.data).zeros_like(x.data)
         self._events[k].append(("B", m, start, time.perf_counter()))
         if k > 0:
-            self._inboxes[k - 1].put(("backward", m, gx))
+            self._inboxes[k - 1].put(Backward(m, gx))
         else:
-            self._results.put(("done", m))
+            self._results.put(BackwardDone(m))
