@@ -45,7 +45,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def download_file(url: str, destination: str | os.PathLike, sha256: str | None = None,
-                  timeout: float = 30.0) -> str:
+                  timeout: float = 30.0, *, checked_elsewhere: bool = False) -> str:
     """Download ``url`` to ``destination`` atomically; returns the destination path.
 
     Args:
@@ -54,6 +54,9 @@ def download_file(url: str, destination: str | os.PathLike, sha256: str | None =
         sha256: the expected hex digest; ``None`` skips the check (a warning
             is logged, since the file then is only as good as the server).
         timeout: seconds any single connect or read may wait.
+        checked_elsewhere: the caller verifies the content itself (MNIST
+            checks the digest of the decompressed bytes), so a missing
+            ``sha256`` is not worth a warning.
 
     Raises:
         ValueError: the URL is not http(s) or the digest is not 64 hex digits.
@@ -69,7 +72,7 @@ def download_file(url: str, destination: str | os.PathLike, sha256: str | None =
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise ValueError(f"download_file: expected a SHA-256 digest of 64 hex digits for {url}, "
                              f"got {sha256!r}")
-    else:
+    elif not checked_elsewhere:
         logger.warning("download_file: no SHA-256 digest known for %s; it is not verified", url)
     destination = os.fspath(destination)
     directory = os.path.dirname(os.path.abspath(destination))

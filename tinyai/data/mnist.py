@@ -3,8 +3,9 @@
 Three sources, in the order tried:
 
 * ``download=True``: the four standard ``.gz`` files are fetched from
-  ``base_url`` into ``cache_dir`` (each checked against ``checksums``, written
-  atomically) and used as below.
+  ``base_url`` into ``cache_dir`` (written atomically, and checked against
+  the SHA-256 digests in ``checksums``: of the compressed file where known,
+  and of the decompressed IDX bytes for all four) and used as below.
 * ``root=DIR``: a directory holding the four standard files, raw or gzipped
   (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
   ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each optionally with
@@ -50,13 +51,21 @@ MNIST_FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
-#: SHA-256 digests of the compressed files, only where verified against the
-#: files themselves: the test-set files shipped with tinyai. The training
-#: files are downloaded unverified by digest unless ``checksums`` names them
-#: (the IDX reader still checks their structure).
+#: SHA-256 digests that files must have, by file name. A name ending in
+#: ``.gz`` is the digest of the compressed file (checked as it downloads):
+#: known only for the test-set files shipped with tinyai. A name without
+#: ``.gz`` is the digest of the decompressed IDX bytes, header included
+#: (checked as the file is read, so any gzip of the same data passes): all
+#: four files, the t10k ones verified against the bundled copy. Their sizes:
+#: train images 47,040,016 bytes, train labels 60,008, t10k images
+#: 7,840,016, t10k labels 10,008.
 MNIST_SHA256 = {
     "t10k-images-idx3-ubyte.gz": "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
     "t10k-labels-idx1-ubyte.gz": "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c",
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 
 #: Where ``download=True`` fetches from unless told otherwise: a public mirror
@@ -82,10 +91,33 @@ def _find_file(directory: str, name: str) -> str | None:
     return None
 
 
-def _read_pair(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 28, 28) and labels (N,) as uint8, checked against each other."""
-    images = read_idx(images_path, expected_ndim=3)
-    labels = read_idx(labels_path, expected_ndim=1)
+def _idx_digest(path: str, checksums: Mapping[str, str]) -> str | None:
+    """The expected digest of the decompressed IDX bytes of ``path``, if ``checksums`` has one."""
+    name = os.path.basename(path)
+    return checksums.get(name[:-3] if name.endswith(".gz") else name)
+
+
+def _read_verified(path: str, ndim: int, checksums: Mapping[str, str], discard_on_mismatch: bool) -> np.ndarray:
+    """``read_idx`` with the IDX digest check; a cached download that fails it is removed."""
+    expected = _idx_digest(path, checksums)
+    try:
+        return read_idx(path, expected_ndim=ndim, sha256=expected)
+    except IdxFormatError as error:
+        if discard_on_mismatch and expected is not None and "SHA-256" in str(error):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+            raise IdxFormatError(f"{error}; the cached file was removed, so the next run downloads "
+                                 "it again") from None
+        raise
+
+
+def _read_pair(images_path: str, labels_path: str, checksums: Mapping[str, str] | None = None,
+               discard_on_mismatch: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 28, 28) and labels (N,) as uint8, checked against each other (and
+    against the IDX digests in ``checksums``, where it has them)."""
+    checksums = checksums or {}
+    images = _read_verified(images_path, 3, checksums, discard_on_mismatch)
+    labels = _read_verified(labels_path, 1, checksums, discard_on_mismatch)
     if images.shape[1:] != _IMAGE_SIZE:
         raise IdxFormatError(f"MnistDataSet: {images_path}: images are "
                              f"{images.shape[1]} x {images.shape[2]}, expected 28 x 28")
@@ -110,7 +142,11 @@ class MnistDataSet(DataSet):
         cache_dir: where downloads go (default ``default_cache_dir()``).
         base_url: the URL the file names are appended to.
         checksums: file name -> expected SHA-256 hex digest (default
-            ``MNIST_SHA256``); a file without an entry is not checked by digest.
+            ``MNIST_SHA256``): ``name.gz`` entries are checked on the
+            compressed download, plain ``name`` entries on the decompressed
+            IDX bytes of downloaded files (and of a ``root`` directory's files
+            when ``checksums`` is given). A file without an entry is not
+            checked by digest (the IDX reader still checks its structure).
         timeout: seconds any single network connect or read may wait.
         drop_last, split_ratio, split_seed: as for ``DataSet``; the ratio and
             seed apply only to a test-set-only source, since the full files
@@ -133,6 +169,8 @@ class MnistDataSet(DataSet):
         self.cache_dir = os.fspath(cache_dir) if cache_dir is not None else default_cache_dir()
         self.base_url = base_url
         self.checksums = dict(MNIST_SHA256 if checksums is None else checksums)
+        # A root directory of one's own is checked only against digests one gave.
+        self._verify_root = checksums is not None
         self.timeout = timeout
         #: Number of leading samples that form the fixed training part, or
         #: None when the split is drawn (known after ``prepare()``).
@@ -153,22 +191,24 @@ class MnistDataSet(DataSet):
                 logger.warning("MnistDataSet: cached %s has the wrong SHA-256; downloading it again",
                                destination)
             url = self.base_url.rstrip("/") + "/" + filename
-            download_file(url, destination, sha256=expected, timeout=self.timeout)
+            download_file(url, destination, sha256=expected, timeout=self.timeout,
+                          checked_elsewhere=self.checksums.get(name) is not None)
         return self.cache_dir
 
-    def _load_directory(self, directory: str) -> tuple[np.ndarray, np.ndarray]:
+    def _load_directory(self, directory: str, downloaded: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        checksums = self.checksums if downloaded or self._verify_root else {}
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"MnistDataSet: no MNIST directory at {os.path.abspath(directory)!r}")
         found = {role: _find_file(directory, name) for role, name in MNIST_FILES.items()}
         if all(found.values()):
-            train_x, train_y = _read_pair(found["train_images"], found["train_labels"])
-            test_x, test_y = _read_pair(found["test_images"], found["test_labels"])
+            train_x, train_y = _read_pair(found["train_images"], found["train_labels"], checksums, downloaded)
+            test_x, test_y = _read_pair(found["test_images"], found["test_labels"], checksums, downloaded)
             self.num_train = len(train_x)
             self.files = list(found.values())
             return np.concatenate([train_x, test_x]), np.concatenate([train_y, test_y])
         if found["test_images"] and found["test_labels"] and not (found["train_images"] or found["train_labels"]):
             self.files = [found["test_images"], found["test_labels"]]
-            return _read_pair(*self.files)
+            return _read_pair(*self.files, checksums, downloaded)
         missing = ", ".join(name + "(.gz)" for role, name in MNIST_FILES.items() if not found[role])
         raise FileNotFoundError(f"MnistDataSet: {os.path.abspath(directory)!r} lacks {missing}; "
                                 "it needs all four standard MNIST files (or only the two t10k files)")
@@ -181,11 +221,11 @@ class MnistDataSet(DataSet):
                     package_dir.joinpath(MNIST_FILES[role] + ".gz"))))
                 for role in ("test_images", "test_labels"))
             self.files = [images, labels]
-            return _read_pair(images, labels)
+            return _read_pair(images, labels, MNIST_SHA256)
 
     def _load(self) -> tuple[np.ndarray, np.ndarray]:
         if self.download:
-            images, labels = self._load_directory(self._download())
+            images, labels = self._load_directory(self._download(), downloaded=True)
         elif self.root is not None:
             images, labels = self._load_directory(self.root)
         else:
