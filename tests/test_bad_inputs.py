@@ -104,6 +104,13 @@ case("stack axis", ValueError, ["stack", "axis 3", "out of range"], lambda: F.st
 case("stack shapes", ValueError, ["stack", "same shape"], lambda: F.stack([var(2), var(3)]))
 case("split sections 0", ValueError, ["split", "sections", "0"], lambda: F.split(var(4), 0))
 case("split uneven", ValueError, ["split", "(5,)", "3"], lambda: F.split(var(5), 3))
+case("reshape str shape", TypeError, ["reshape", "must be ints", "'23'"], lambda: F.reshape(var(6), "23"))
+case("reshape float shape", TypeError, ["reshape", "must be ints", "2.0"], lambda: F.reshape(var(6), (2.0, 3)))
+for fn_name, fn in [("softmax", F.softmax), ("log_softmax", F.log_softmax)]:
+    case(f"{fn_name} axis 2", ValueError, [fn_name, "axis 2", "out of range"], lambda fn=fn: fn(var(2, 3), axis=2))
+    case(f"{fn_name} str axis", TypeError, [fn_name, "must be an int"], lambda fn=fn: fn(var(2, 3), axis="1"))
+case("clip lo > hi", ValueError, ["clip", "lo=2", "hi=1", "empty"], lambda: F.clip(var(3), 2, 1))
+case("clip str bound", TypeError, ["clip", "'1'"], lambda: F.clip(var(3), "1", None))
 case("reshape size", ValueError, ["reshape", "(6,)", "(4, 2)"], lambda: F.reshape(var(6), (4, 2)))
 case("get_item out of bounds", IndexError, ["get_item", "index 5", "(3,)"], lambda: var(3)[5])
 
@@ -161,7 +168,18 @@ case("cross-entropy float labels", TypeError, ["softmax_cross_entropy", "integer
 case("mean_squared_error shapes", ValueError, ["mean_squared_error", "(2, 3)", "(3, 2)"],
      lambda: F.mean_squared_error(f32(2, 3), f32(3, 2)))
 
+for name, fn in [("softmax_cross_entropy", lambda: F.softmax_cross_entropy(f32(0, 3), np.zeros(0, np.int64))),
+                 ("sigmoid_cross_entropy", lambda: F.sigmoid_cross_entropy(f32(0, 2), f32(0, 2))),
+                 ("mean_squared_error", lambda: F.mean_squared_error(f32(0, 2), f32(0, 2))),
+                 ("huber_loss", lambda: F.huber_loss(f32(0), f32(0)))]:
+    case(f"{name} empty batch", ValueError, [name, "empty batch", "undefined"], fn)
+
 # -- convolution and pooling ---------------------------------------------------------------------
+for kh, kw in [(0, 0), (0, 3), (2, 0)]:
+    case(f"conv2d {kh}x{kw} kernel", ValueError, ["conv2d", f"{kh} x {kw}", "at least 1 x 1"],
+         lambda kh=kh, kw=kw: F.conv2d(f32(1, 1, 4, 4), f32(2, 1, kh, kw)))
+case("conv_transpose2d 0x0 kernel", ValueError, ["conv_transpose2d", "0 x 0"],
+     lambda: F.conv_transpose2d(f32(1, 1, 4, 4), f32(1, 2, 0, 0)))
 case("conv2d 3-D input", ValueError, ["conv2d", "4-D", "(1, 4, 4)"], lambda: F.conv2d(f32(1, 4, 4), f32(2, 1, 3, 3)))
 case("max_pool2d kernel 0", ValueError, ["max_pool2d", "kernel_size", "0"], lambda: F.max_pool2d(f32(1, 1, 4, 4), 0))
 case("max_pool2d 3-D input", ValueError, ["max_pool2d", "4-D"], lambda: F.max_pool2d(f32(1, 4, 4), 2))

@@ -46,6 +46,9 @@ def _check_weights(op: str, x: Any, W: Any, b: Any, in_axis: int, out_axis: int,
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
     if W.ndim != 4:
         raise ValueError(f"{op}: W must be 4-D {layout}, got shape {tuple(W.shape)}")
+    if W.shape[2] < 1 or W.shape[3] < 1:
+        raise ValueError(f"{op}: the kernel must be at least 1 x 1, got {W.shape[2]} x {W.shape[3]} "
+                         f"(W shape {tuple(W.shape)}); an empty kernel would give all zeros")
     if x.shape[1] != W.shape[in_axis]:
         raise ValueError(f"{op}: input has {x.shape[1]} channels but W expects {W.shape[in_axis]} "
                          f"(W shape {tuple(W.shape)})")

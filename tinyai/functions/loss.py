@@ -109,11 +109,21 @@ class Huber(Function):
         return gd, -gd
 
 
+def _check_not_empty(name: str, x: Variable) -> None:
+    """A mean over no examples is 0 / 0: refuse it rather than return NaN."""
+    if x.size == 0:
+        raise ValueError(f"{name}: got an empty batch (shape {tuple(x.shape)}); the mean loss over "
+                         "no examples is undefined")
+
+
 def softmax_cross_entropy(logits: Any, labels: Any) -> Variable:
     """Cross-entropy between softmax(logits) and integer class labels, averaged over examples.
 
     Shapes: logits (N, C) and labels (N,) of integers in [0, C); returns a scalar.
+    An empty batch is refused (ValueError): its mean is undefined.
     """
+    logits = as_variable(logits)
+    _check_not_empty("softmax_cross_entropy", logits)
     return SoftmaxCrossEntropy()(logits, labels)
 
 
@@ -121,6 +131,7 @@ def sigmoid_cross_entropy(logits: Any, targets: Any) -> Variable:
     """Binary cross-entropy between sigmoid(logits) and targets in [0, 1], averaged."""
     logits = as_variable(logits)
     targets = as_variable(targets)
+    _check_not_empty("sigmoid_cross_entropy", logits)
     return SigmoidCrossEntropy()(logits, targets)
 
 
@@ -130,13 +141,16 @@ def mean_squared_error(prediction: Any, target: Any) -> Variable:
     if prediction.shape != target.shape:
         raise ValueError(f"mean_squared_error: prediction of shape {prediction.shape} and target "
                          f"of shape {target.shape} differ")
+    _check_not_empty("mean_squared_error", prediction)
     diff = prediction - target
     return mean(diff * diff)
 
 
 def huber_loss(prediction: Any, target: Any, delta: float = 1.0) -> Variable:
     """Mean Huber loss: squared error near 0, absolute error beyond ``delta``."""
-    return Huber(delta)(as_variable(prediction), as_variable(target))
+    prediction = as_variable(prediction)
+    _check_not_empty("huber_loss", prediction)
+    return Huber(delta)(prediction, as_variable(target))
 
 
 __all__ = ["softmax_cross_entropy", "sigmoid_cross_entropy", "mean_squared_error", "huber_loss",

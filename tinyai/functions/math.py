@@ -12,7 +12,7 @@ from typing import Any
 
 from tinyai.autograd import Function, Variable
 from tinyai.backend import get_array_module
-from tinyai.functions._operands import describe_shapes, operand_pair
+from tinyai.functions._operands import check_number, describe_shapes, operand_pair
 from tinyai.functions.shape import sum_to
 
 
@@ -168,6 +168,11 @@ def abs(x: Any) -> Variable:  # noqa: A001 - mirrors numpy.abs
 
 def clip(x: Any, lo: float | None, hi: float | None) -> Variable:
     """Clamp every element into [lo, hi] (either bound may be None)."""
+    for bound in (lo, hi):
+        if bound is not None:
+            check_number(bound, "clip")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"clip: lo={lo} is greater than hi={hi}; the interval [lo, hi] is empty")
     return Clip(lo, hi)(x)
 
 

@@ -123,7 +123,9 @@ def reshape(x: Any, *shape: Any) -> Variable:
     """
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = shape[0]
-    shape = tuple(shape)
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape):
+        raise TypeError(f"reshape: the new shape must be ints, got {shape!r}")
+    shape = tuple(int(n) for n in shape)
     if x.shape == shape and (isinstance(x, Variable) or _backward_on_arrays.get()):  # as in broadcast_to
         return x
     return Reshape(shape)(x)

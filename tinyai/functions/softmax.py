@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinyai.autograd import Function, Variable
+from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module, narrow_like, widen
 from tinyai.functions.math import exp
 from tinyai.functions.reductions import sum as sum_
+from tinyai.functions.shape import check_axis
 
 
 def softmax_array(x: Any, axis: int = -1) -> Any:
@@ -55,9 +56,11 @@ class LogSoftmax(Function):
 
 def softmax(x: Any, axis: int = -1) -> Variable:
     """exp(x) / sum(exp(x)) along ``axis``: probabilities that sum to 1."""
-    return Softmax(axis)(x)
+    x = as_variable(x)
+    return Softmax(check_axis(axis, x.ndim, "softmax"))(x)
 
 
 def log_softmax(x: Any, axis: int = -1) -> Variable:
     """log(softmax(x)) along ``axis``, computed without forming softmax (no log(0))."""
-    return LogSoftmax(axis)(x)
+    x = as_variable(x)
+    return LogSoftmax(check_axis(axis, x.ndim, "log_softmax"))(x)
