@@ -84,6 +84,15 @@ def every_operation(comm) -> dict[str, np.ndarray]:
     arrived = comm.recv(left)
     assert isinstance(arrived, StandInArray), type(arrived)
     out["recv.device"] = arrived.get()
+    # A server (rank 0) takes messages from whoever sends first; from one sender they stay in order.
+    if rank == 0:
+        arrivals = [comm.recv_any(tag=3) for _ in range(2 * (size - 1))]
+        assert all(source == int(array[0]) for source, array in arrivals)
+        arrivals.sort(key=lambda item: item[0])  # stable: each sender's messages keep their order
+        out["recv_any"] = np.array([array for _, array in arrivals]).reshape(-1, 2)
+    else:
+        comm.send(np.array([rank, 0]), 0, tag=3)
+        comm.send(np.array([rank, 1]), 0, tag=3)
     comm.barrier()
 
     # split: the even and odd ranks, ordered by descending old rank (key = -rank);
@@ -136,6 +145,8 @@ def expected(size: int) -> list[dict[str, np.ndarray]]:
         e["recv.tag2"] = np.array([left, 7])
         e["recv.tag1"] = rank_input(left)
         e["recv.device"] = np.arange(3.0) + left
+        if rank == 0:
+            e["recv_any"] = np.array([[s, k] for s in range(1, size) for k in (0, 1)]).reshape(-1, 2)
         odd_out = size >= 3 and size % 2 == 1
         members = [r for r in range(size) if r % 2 == rank % 2 and not (odd_out and r == size - 1)]
         if rank in members:

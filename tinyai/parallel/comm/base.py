@@ -13,7 +13,7 @@ machines). With four ranks holding ``a``, ``b``, ``c``, ``d``:
 | `allgather(x)` | concatenate([a, b, c, d]) along axis 0 | the predictions of every shard |
 | `broadcast(x, root=1)` | b, the root's array | one rank's initial weights, for everyone |
 | `reduce_scatter(x)` | block r (along axis 0) of a + b + c + d | the first half of a ring all-reduce; sharded optimizer state |
-| `send(x, dest)` / `recv(source)` | one array from one rank to another | pipelines, parameter servers, rings |
+| `send(x, dest)` / `recv(source)` | one array from one rank to another (`recv_any()`: from whoever sends first) | pipelines, parameter servers, rings |
 | `barrier()` | nothing: it returns when every rank has arrived | "everyone has finished writing" |
 | `split(color, key)` | a smaller communicator of the ranks that passed the same color | rows and columns of a process grid (tensor x data parallel) |
 
@@ -139,6 +139,14 @@ class Communicator(abc.ABC):
 
         A scalar arrives as a 0-d NumPy array; a device array arrives on the
         device.
+        """
+
+    @abc.abstractmethod
+    def recv_any(self, tag: int = 0) -> tuple[int, Any]:
+        """(source, array) of the next message sent here with ``tag`` by any rank; waits for one.
+
+        For a rank that serves whoever asks first (a parameter server).
+        Messages from one source still arrive in the order they were sent.
         """
 
     @abc.abstractmethod

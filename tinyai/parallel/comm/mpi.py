@@ -43,8 +43,8 @@ from tinyai.parallel.comm.payload import (
     check_same,
     check_tag,
     contiguous,
-    device_module,
     finish_mean,
+    from_host,
     read_header,
     reduce_in_rank_order,
     write_header,
@@ -98,12 +98,12 @@ class MpiCommunicator(Communicator):
             time.sleep(pause)
             pause = min(0.001, pause + 0.00005)  # poll fast first: most collectives end within microseconds
 
-    def _specs(self, op: str, host: np.ndarray | None, on_device: bool) -> list:
+    def _specs(self, op: str, host: np.ndarray | None, device: int) -> list:
         """Every rank's header: (shape, dtype, bytes, device) of what it passed, or None."""
         MPI = load_mpi()
         self.calls += 1
         header = np.zeros(HEADER_BYTES, dtype=np.uint8)
-        write_header(header, host, on_device)
+        write_header(header, host, device)
         headers = np.empty((self.size, HEADER_BYTES), dtype=np.uint8)
         self._complete(self.comm.Iallgather([header, MPI.BYTE], [headers, MPI.BYTE]), op)
         return [read_header(h) for h in headers]
@@ -114,7 +114,7 @@ class MpiCommunicator(Communicator):
         """(this rank's host array, every rank's array on rank 0 / None elsewhere), after checking specs."""
         MPI = load_mpi()
         host = payload.host()
-        specs = self._specs(op_name, host, payload.on_device)
+        specs = self._specs(op_name, host, payload.device)
         check_same(op_name, [(s.shape, s.dtype.str) for s in specs])
         everything = np.empty((self.size, host.nbytes), dtype=np.uint8) if self.rank == 0 else None
         receive = [everything, MPI.BYTE] if self.rank == 0 else None
@@ -158,7 +158,7 @@ class MpiCommunicator(Communicator):
         payload = Payload(array, "allgather")
         host = payload.host()
         host = host.reshape(1) if host.ndim == 0 else host
-        specs = self._specs("allgather", host, payload.on_device)
+        specs = self._specs("allgather", host, payload.device)
         check_same("allgather", [(s.shape, s.dtype.str) for s in specs], trailing_only=True)
         counts = [s.nbytes for s in specs]
         offsets = np.cumsum([0] + counts)[:-1].tolist()
@@ -174,14 +174,14 @@ class MpiCommunicator(Communicator):
         self.calls += 1
         header = np.zeros(HEADER_BYTES, dtype=np.uint8)
         host = payload.host() if self.rank == root else None
-        write_header(header, host, payload.on_device if host is not None else False)
+        write_header(header, host, payload.device if host is not None else 0)
         self._complete(self.comm.Ibcast([header, MPI.BYTE], root=root), "broadcast")
         spec = read_header(header)
         result = host.copy() if host is not None else np.empty(spec.shape, dtype=spec.dtype)
         self._complete(self.comm.Ibcast([as_bytes(result), MPI.BYTE], root=root), "broadcast")
         if payload is not None:
             return payload.give_back(result)
-        return device_module().asarray(result) if spec.on_device else result
+        return from_host(result, spec.device)
 
     def barrier(self) -> None:
         self.calls += 1
@@ -194,24 +194,34 @@ class MpiCommunicator(Communicator):
         tag = check_tag(tag, "send")
         payload = Payload(array, "send")
         self._sends = [request for request in self._sends if not request.Test()]
-        self._sends.append(self.comm.isend((np.array(payload.host(), copy=True), payload.on_device), dest, tag))
+        self._sends.append(self.comm.isend((np.array(payload.host(), copy=True), payload.device), dest, tag))
 
     def recv(self, source: int, tag: int = 0) -> Any:
         source = check_rank(source, self.size, "source", "recv")
-        tag = check_tag(tag, "recv")
+        return self._receive(source, check_tag(tag, "recv"), "recv")[1]
+
+    def recv_any(self, tag: int = 0) -> tuple[int, Any]:
+        return self._receive(None, check_tag(tag, "recv_any"), "recv_any")
+
+    def _receive(self, source: int | None, tag: int, op: str) -> tuple[int, Any]:
+        """(sender, array) of the first matching message; polls MPI's matched probe until the deadline."""
+        MPI = load_mpi()
+        status = MPI.Status()
         deadline = time.monotonic() + self.timeout
         pause = 0.0
         while True:
-            message = self.comm.improbe(source=source, tag=tag)
+            message = self.comm.improbe(source=MPI.ANY_SOURCE if source is None else source, tag=tag,
+                                        status=status)
             if message is not None:
                 break
             if time.monotonic() > deadline:
-                raise CommunicatorError(f"recv on rank {self.rank}: nothing from rank {source} (tag {tag}) within "
-                                        f"{self.timeout:g} s", "recv", source)
+                sender = "any rank" if source is None else f"rank {source}"
+                raise CommunicatorError(f"{op} on rank {self.rank}: nothing from {sender} (tag {tag}) within "
+                                        f"{self.timeout:g} s", op, source)
             time.sleep(pause)
             pause = min(0.001, pause + 0.00005)
-        array, on_device = message.recv()
-        return device_module().asarray(array) if on_device else array
+        array, device = message.recv()
+        return status.Get_source(), from_host(array, device)
 
     # --- sub-communicators -------------------------------------------------------------------
 

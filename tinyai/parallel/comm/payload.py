@@ -46,6 +46,7 @@ class Payload:
         self.array = array
         self.xp: types.ModuleType = get_array_module(array)
         self.on_device = self.xp is not np
+        self.device = device_code(self.xp)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -80,11 +81,11 @@ _DTYPE_AT = 8 * (3 + MAX_DIMS)
 class Spec:
     """The description of an array that travels ahead of its bytes (shape, dtype, size, device)."""
 
-    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, nbytes: int, on_device: bool) -> None:
-        self.shape, self.dtype, self.nbytes, self.on_device = shape, dtype, nbytes, on_device
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype, nbytes: int, device: int) -> None:
+        self.shape, self.dtype, self.nbytes, self.device = shape, dtype, nbytes, device
 
 
-def write_header(header: np.ndarray, host: np.ndarray | None, on_device: bool) -> None:
+def write_header(header: np.ndarray, host: np.ndarray | None, device: int) -> None:
     """Describe ``host`` (or "nothing", for None) in the HEADER_BYTES uint8 array ``header``."""
     numbers = header[:_DTYPE_AT].view(np.int64)
     if host is None:
@@ -92,7 +93,7 @@ def write_header(header: np.ndarray, host: np.ndarray | None, on_device: bool) -
         return
     if host.ndim > MAX_DIMS:
         raise ValueError(f"communicator: arrays may have at most {MAX_DIMS} dimensions, got {host.ndim}")
-    numbers[:3] = (host.ndim, int(on_device), host.nbytes)
+    numbers[:3] = (host.ndim, device, host.nbytes)
     numbers[3:3 + host.ndim] = host.shape
     text = host.dtype.str.encode("ascii")
     header[_DTYPE_AT:] = 0
@@ -106,7 +107,7 @@ def read_header(header: np.ndarray) -> Spec | None:
     if ndim < 0:
         return None
     dtype = np.dtype(bytes(header[_DTYPE_AT:]).rstrip(b"\0").decode("ascii"))
-    return Spec(tuple(int(d) for d in numbers[3:3 + ndim]), dtype, int(numbers[2]), bool(numbers[1]))
+    return Spec(tuple(int(d) for d in numbers[3:3 + ndim]), dtype, int(numbers[2]), int(numbers[1]))
 
 
 def contiguous(array: Any) -> np.ndarray:
@@ -134,13 +135,29 @@ def on_module(array: Any, xp: types.ModuleType) -> Any:
     return xp.asarray(to_host(array))
 
 
-def device_module() -> types.ModuleType:
-    """The module of device arrays in this process: CuPy, or the stand-in when tests registered it."""
+def device_code(xp: types.ModuleType) -> int:
+    """How a header names where an array lives: 0 the host, 1 CuPy, 2 another registered module (the stand-in)."""
     from tinyai.backend import array_module
 
-    for module in array_module._extra_modules.values():  # noqa: SLF001 - the stand-in, when registered
-        return module
-    return array_module._require_cupy()  # noqa: SLF001
+    if xp is np:
+        return 0
+    return 2 if xp in array_module._extra_modules.values() else 1  # noqa: SLF001
+
+
+def from_host(array: np.ndarray, device: int) -> Any:
+    """A host array that arrived, put where its sender's lived (``device`` as from ``device_code``).
+
+    A CuPy array is rebuilt on the receiving rank's current CUDA device.
+    """
+    if not device:
+        return array
+    from tinyai.backend import array_module
+    from tinyai.backend.device import gpu_module
+
+    if device == 2:
+        for module in array_module._extra_modules.values():  # noqa: SLF001 - the stand-in, when registered
+            return module.asarray(array)
+    return gpu_module().asarray(array)
 
 
 def check_op(op: str, where: str, dtype: np.dtype | None = None) -> None:

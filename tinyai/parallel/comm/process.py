@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue
 import time
 import weakref
 from multiprocessing import shared_memory
@@ -49,8 +50,8 @@ from tinyai.parallel.comm.payload import (
     check_rank,
     check_same,
     check_tag,
-    device_module,
     finish_mean,
+    from_host,
     read_header,
     reduce_in_rank_order,
     split_groups,
@@ -275,7 +276,7 @@ class ProcessCommunicator(Communicator):
 
     # --- moving bytes through the slots -----------------------------------------------------
 
-    def _exchange(self, op: str, host: np.ndarray | None, on_device: bool,
+    def _exchange(self, op: str, host: np.ndarray | None, device: int,
                   check: Callable[[list], None], consume: Callable[[int, list, Callable], None]) -> list:
         """Post ``host`` round by round; between the waits, ``consume(round, specs, data)`` reads the slots.
 
@@ -289,7 +290,7 @@ class ProcessCommunicator(Communicator):
             raise self._error(op)
         capacity = world.capacity
         mine = as_bytes(host) if host is not None else None
-        write_header(world.header(self.world_rank), host, on_device)
+        write_header(world.header(self.world_rank), host, device)
         specs: list = []
         rounds, k = 1, 0
         while k < rounds:
@@ -336,7 +337,7 @@ class ProcessCommunicator(Communicator):
                 parts = [data(i).view(dtype)[a:b] for i in range(len(specs))]
                 flat[lo - first:hi - first] = reduce_in_rank_order(parts, combine, np)
 
-        self._exchange(op_name, host, payload.on_device, check, consume)
+        self._exchange(op_name, host, payload.device, check, consume)
         return finish_mean(result, self.size) if op == "mean" else result
 
     # --- collectives --------------------------------------------------------------------------
@@ -376,7 +377,7 @@ class ProcessCommunicator(Communicator):
                     at = offsets[i] + k * capacity
                     out[at:at + count] = data(i)[:count]
 
-        self._exchange("allgather", host, payload.on_device, check, consume)
+        self._exchange("allgather", host, payload.device, check, consume)
         return payload.give_back_array(gathered[0])
 
     def broadcast(self, array: Any, root: int = 0) -> Any:
@@ -396,10 +397,10 @@ class ProcessCommunicator(Communicator):
                 out = received[0].reshape(-1).view(np.uint8)
                 out[k * capacity:k * capacity + count] = data(root)[:count]
 
-        specs = self._exchange("broadcast", host, payload.on_device if host is not None else False, check, consume)
+        specs = self._exchange("broadcast", host, payload.device if host is not None else 0, check, consume)
         if payload is not None:
             return payload.give_back(received[0])
-        return device_module().asarray(received[0]) if specs[root].on_device else received[0]
+        return from_host(received[0], specs[root].device)
 
     def barrier(self) -> None:
         if self._world.failure is not None:
@@ -421,36 +422,49 @@ class ProcessCommunicator(Communicator):
         if self._world.failure is not None:
             raise self._error("send")
         copy = np.array(payload.host(), copy=True)  # pickled later by the queue's thread: freeze it now
-        inboxes[self._members[dest]].put((self._context, self._rank, tag, copy, payload.on_device))
+        inboxes[self._members[dest]].put((self._context, self._rank, tag, copy, payload.device))
 
     def recv(self, source: int, tag: int = 0) -> Any:
         source = check_rank(source, self.size, "source", "recv")
-        tag = check_tag(tag, "recv")
-        inbox = self._inboxes("recv")[self.world_rank]
-        wanted = (self._context, source, tag)
+        return self._arrived(self._receive(source, check_tag(tag, "recv"), "recv"))
+
+    def recv_any(self, tag: int = 0) -> tuple[int, Any]:
+        message = self._receive(None, check_tag(tag, "recv_any"), "recv_any")
+        return message[1], self._arrived(message)
+
+    @staticmethod
+    def _arrived(message: tuple) -> Any:
+        return from_host(message[3], message[4])
+
+    def _receive(self, source: int | None, tag: int, op: str) -> tuple:
+        """The first message (context, source, tag, array, device) for this communicator from ``source``."""
+        inbox = self._inboxes(op)[self.world_rank]
         world = self._world
-        message = next((m for m in world._pending if m[:3] == wanted), None)  # noqa: SLF001
-        if message is not None:
-            world._pending.remove(message)  # noqa: SLF001
+        pending = world._pending  # noqa: SLF001 - this process's early arrivals, shared by its communicators
+
+        def wanted(message: tuple) -> bool:
+            return message[0] == self._context and message[2] == tag and source in (None, message[1])
+
+        for i, message in enumerate(pending):
+            if wanted(message):
+                return pending.pop(i)
         deadline = time.monotonic() + world.timeout
-        while message is None:
+        while True:
             if world.failure is not None:
-                raise self._error("recv")
+                raise self._error(op)
             if world.parent_gone():
-                raise CommunicatorError(f"recv on rank {self._rank}: the parent process has ended", "recv")
+                raise CommunicatorError(f"{op} on rank {self._rank}: the parent process has ended", op)
             try:
-                candidate = inbox.get(timeout=POLL_SECONDS)
-            except Exception:  # queue.Empty
+                message = inbox.get(timeout=POLL_SECONDS)
+            except queue.Empty:
                 if time.monotonic() > deadline:
-                    raise CommunicatorError(f"recv on rank {self._rank}: nothing from rank {source} (tag {tag}) "
-                                            f"within {world.timeout:g} s", "recv", source) from None
+                    sender = "any rank" if source is None else f"rank {source}"
+                    raise CommunicatorError(f"{op} on rank {self._rank}: nothing from {sender} (tag {tag}) "
+                                            f"within {world.timeout:g} s", op, source) from None
                 continue
-            if candidate[:3] == wanted:
-                message = candidate
-            else:
-                world._pending.append(candidate)  # noqa: SLF001 - for a later recv
-        array, on_device = message[3], message[4]
-        return device_module().asarray(array) if on_device else array
+            if wanted(message):
+                return message
+            pending.append(message)  # for a later recv (another source, tag or communicator)
 
     # --- sub-communicators -------------------------------------------------------------------
 

@@ -20,6 +20,23 @@ If any rank raises, the others are released from whatever collective they
 wait in (they see ``CommunicatorError``), every rank is ended, and spmd
 raises ``SpmdError`` naming the rank that failed first, with its original
 traceback in the message.
+
+The two backends:
+
+* "thread": the ranks are threads of this process (``ThreadWorld``). Cheap
+  to start; NumPy releases the interpreter lock in large array operations,
+  so ranks do compute at once. A thread cannot be killed: a rank that
+  neither returns nor talks keeps spmd waiting (ranks that wait in the
+  communicator are released as soon as a peer fails).
+* "process": each rank is a fresh Python process started with 'spawn'
+  (``ProcessWorld``), so ``fn``, ``args`` and the results must be picklable:
+  ``fn`` defined at the top level of a module, and a script that calls spmd
+  must keep its own code under ``if __name__ == "__main__":`` (every new
+  process imports the script's module to find ``fn``). The ranks start
+  together (start-up does not count against ``timeout``). A rank that dies
+  (a crash, a kill) is named as failed at once. Afterwards no process and no
+  shared-memory segment is left behind, also when a rank failed, and a rank
+  whose parent dies frees the shared memory and exits.
 """
 from __future__ import annotations
 
@@ -102,8 +119,12 @@ def _run_threads(fn: Callable[..., Any], size: int, timeout: float, args: tuple)
                for r in range(size)]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:  # Ctrl-C: release every rank that waits in the communicator
+        world.abort(None, "spmd was interrupted")
+        raise
     if failures:
         raise first_failure(failures).error() from first_failure(failures).exception
     return results

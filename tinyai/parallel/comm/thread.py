@@ -137,7 +137,7 @@ class ThreadCommunicator(Communicator):
         except threading.BrokenBarrierError:
             if self._world.failure is None:  # nobody failed: the barrier timed out
                 mine = group.arrivals[self._rank]
-                late = [r for r, n in enumerate(group.arrivals) if n < mine]
+                late = [group.members[r] for r, n in enumerate(group.arrivals) if n < mine]
                 self._world.abort(late[0] if late else None,
                                   f"did not arrive at {op} within {self._world.timeout:g} s")
             raise self._error(op) from None
@@ -227,27 +227,39 @@ class ThreadCommunicator(Communicator):
 
     def recv(self, source: int, tag: int = 0) -> Any:
         source = check_rank(source, self.size, "source", "recv")
-        tag = check_tag(tag, "recv")
-        wanted = (self._group.context, source, tag)
+        return self._receive(source, check_tag(tag, "recv"), "recv")[3]
+
+    def recv_any(self, tag: int = 0) -> tuple[int, Any]:
+        message = self._receive(None, check_tag(tag, "recv_any"), "recv_any")
+        return message[1], message[3]
+
+    def _receive(self, source: int | None, tag: int, op: str) -> tuple:
+        """The first message (context, source, tag, array) for this communicator from ``source`` (None: any)."""
+        context = self._group.context
+
+        def wanted(message: tuple) -> bool:
+            return message[0] == context and message[2] == tag and source in (None, message[1])
+
         me = self._group.members[self._rank]
         pending = self._world.pending[me]
         for i, message in enumerate(pending):
-            if message[:3] == wanted:
-                return pending.pop(i)[3]
+            if wanted(message):
+                return pending.pop(i)
         deadline = time.monotonic() + self._world.timeout
         inbox = self._world.inboxes[me]
         while True:
             if self._world.failure is not None:
-                raise self._error("recv")
+                raise self._error(op)
             try:
                 message = inbox.get(timeout=POLL_SECONDS)
             except queue.Empty:
                 if time.monotonic() > deadline:
-                    raise CommunicatorError(f"recv on rank {self._rank}: nothing from rank {source} (tag {tag}) "
-                                            f"within {self._world.timeout:g} s", "recv", source) from None
+                    sender = "any rank" if source is None else f"rank {source}"
+                    raise CommunicatorError(f"{op} on rank {self._rank}: nothing from {sender} (tag {tag}) "
+                                            f"within {self._world.timeout:g} s", op, source) from None
                 continue
-            if message[:3] == wanted:
-                return message[3]
+            if wanted(message):
+                return message
             pending.append(message)  # for a later recv (another source, tag or communicator)
 
     # --- sub-communicators -------------------------------------------------------------------
