@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test bench docs clean test-gpu bench-gpu
 
 # A virtual environment with tinyai installed in editable mode.
 $(BIN)/python:
@@ -27,6 +27,19 @@ test: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks
+
+# On a machine with an NVIDIA GPU (CUDA 12): the gpu extra (CuPy), then every
+# test marked gpu (the CPU matrix again on CuPy arrays) and the GPU benchmark.
+# Without a GPU both skip, saying why. benchmarks/gpu_session.sh runs both and keeps the output.
+$(VENV)/.gpu: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,gpu]'
+	touch $@
+
+test-gpu: $(VENV)/.gpu
+	$(BIN)/python -m pytest -q -m gpu -p no:cacheprovider
+
+bench-gpu: $(VENV)/.gpu
+	$(BIN)/python -m benchmarks gpu
 
 # The documentation site (docs/ -> site/); --strict turns broken links and
 # missing API references into errors.

@@ -6,4 +6,5 @@ Each section is a module ``benchmarks/bench_*.py`` with four names:
 a section (data parallel, GPU, ...). Timing helpers live in
 ``benchmarks.common``. Speed is measured here and never asserted in tests.
 """
-SECTIONS = ("benchmarks.bench_ops", "benchmarks.bench_mlp", "benchmarks.bench_parallel", "benchmarks.bench_compression")
+SECTIONS = ("benchmarks.bench_ops", "benchmarks.bench_mlp", "benchmarks.bench_parallel", "benchmarks.bench_compression",
+            "benchmarks.bench_gpu")

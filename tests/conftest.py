@@ -23,17 +23,33 @@ def rng():
     return np.random.default_rng(12345)
 
 
-@pytest.fixture(params=["numpy", "standin"], scope="session")
+def _backends():
+    """numpy and the stand-in everywhere; real CuPy too where a CUDA device answers (marked gpu)."""
+    from tinyai.backend import is_gpu_available
+
+    params = ["numpy", "standin"]
+    if is_gpu_available():
+        params.append(pytest.param("cupy", marks=pytest.mark.gpu))
+    return params
+
+
+@pytest.fixture(params=_backends(), scope="session")
 def xp(request):
-    """The array module under test: NumPy, then the CPU stand-in for CuPy.
+    """The array module under test: NumPy, then the CPU stand-in for CuPy (and CuPy on a GPU).
 
     The stand-in (tinyai.testing.standin) refuses ``np.asarray`` and NumPy
     functions on its arrays, so a test run with it proves the code under test
-    asks ``get_array_module`` instead of calling NumPy directly. Session
-    scoped (it holds no state), so hypothesis tests may use it.
+    asks ``get_array_module`` instead of calling NumPy directly. On a machine
+    with a GPU the same tests run a third time on CuPy (``make test-gpu``
+    selects those with ``-m gpu``). Session scoped (it holds no state), so
+    hypothesis tests may use it.
     """
     if request.param == "numpy":
         return np
+    if request.param == "cupy":
+        import cupy  # noqa: PLC0415 - only where a GPU answered
+
+        return cupy
     from tinyai.testing.standin import xp as standin_xp
 
     return standin_xp

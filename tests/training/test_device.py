@@ -193,3 +193,10 @@ def test_host_and_device_operands_name_the_op():
         with pytest.raises(DeviceMismatchError, match=r"Mul: .*input 0 on gpu:0; input 1 on cpu"):
             F.mul(device, host)
         assert isinstance(DeviceMismatchError("x"), TypeError)   # still the TypeError it was
+
+
+def test_an_array_and_a_number_meet_on_the_arrays_device():
+    with standin_as_gpu():
+        x = tinyai.to_gpu(np.array([1.0, 2.0, 3.0]))
+        np.testing.assert_array_equal(tinyai.to_cpu(F.pow(x, 3).data), [1.0, 8.0, 27.0])
+        np.testing.assert_array_equal(tinyai.to_cpu(F.sub(x, 1.0).data), [0.0, 1.0, 2.0])

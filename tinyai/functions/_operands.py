@@ -64,6 +64,10 @@ def operand_pair(x0: Any, x1: Any, op: str = "operation") -> tuple[Variable, Var
     """Both operands of a binary operation ``op`` as Variables (at least one already is)."""
     if isinstance(x0, Variable):
         return x0, (x1 if isinstance(x1, Variable) else as_operand(x1, x0, op))
+    if is_array(x0) and not isinstance(x1, Variable):
+        # An array and a number (F.pow(array, 3)): the number goes to the array's device.
+        x0 = Variable(x0, requires_grad=False)
+        return x0, as_operand(x1, x0, op)
     x1 = as_operand(x1, Variable(0.0), op) if not isinstance(x1, Variable) else x1
     return as_operand(x0, x1, op), x1
 

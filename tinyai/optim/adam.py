@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinyai.backend import get_array_module
+from tinyai.optim.kernels import adam_update
 from tinyai.optim.optimizer import Optimizer
 
 
@@ -42,22 +42,9 @@ class Adam(Optimizer):
         self.eps = float(eps)
         super().__init__(params, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
 
-    def _adam_step(self, data: Any, grad: Any, state: dict[str, Any], step: int) -> None:
-        xp = get_array_module(data)
-        m, v = state["m"], state["v"]
-        m *= self.beta1
-        m += (1.0 - self.beta1) * grad
-        v *= self.beta2
-        v += (1.0 - self.beta2) * (grad * grad)
-        # Python floats, so a float32 parameter stays float32 under NumPy 2.
-        correction1 = 1.0 - self.beta1 ** step
-        correction2 = 1.0 - self.beta2 ** step
-        m_hat = m / correction1
-        v_hat = v / correction2
-        data -= self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
-
     def _update_one(self, data: Any, grad: Any, state: dict[str, Any], step: int) -> None:
-        self._adam_step(data, grad, state, step)
+        # The rule itself is in tinyai.optim.kernels: one fused kernel on a GPU.
+        adam_update(data, grad, state["m"], state["v"], self.lr, self.beta1, self.beta2, self.eps, step)
 
 
 class AdamW(Adam):
@@ -82,6 +69,5 @@ class AdamW(Adam):
         return grad  # decoupled: applied to p in _update_one, not folded into g
 
     def _update_one(self, data: Any, grad: Any, state: dict[str, Any], step: int) -> None:
-        if self.weight_decay:
-            data *= 1.0 - self.lr * self.weight_decay
-        self._adam_step(data, grad, state, step)
+        adam_update(data, grad, state["m"], state["v"], self.lr, self.beta1, self.beta2, self.eps, step,
+                    decoupled_decay=self.weight_decay)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tinyai.backend import get_array_module
+from tinyai.optim.kernels import adagrad_update, rmsprop_update
 from tinyai.optim.optimizer import Optimizer
 
 
@@ -30,10 +30,7 @@ class AdaGrad(Optimizer):
         super().__init__(params, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
 
     def _update_one(self, data: Any, grad: Any, state: dict[str, Any], step: int) -> None:
-        xp = get_array_module(data)
-        h = state["sum_sq"]
-        h += grad * grad
-        data -= self.lr * grad / (xp.sqrt(h) + self.eps)
+        adagrad_update(data, grad, state["sum_sq"], self.lr, self.eps)
 
 
 class RMSprop(Optimizer):
@@ -61,8 +58,4 @@ class RMSprop(Optimizer):
         super().__init__(params, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
 
     def _update_one(self, data: Any, grad: Any, state: dict[str, Any], step: int) -> None:
-        xp = get_array_module(data)
-        h = state["mean_sq"]
-        h *= self.decay
-        h += (1.0 - self.decay) * (grad * grad)
-        data -= self.lr * grad / (xp.sqrt(h) + self.eps)
+        rmsprop_update(data, grad, state["mean_sq"], self.lr, self.decay, self.eps)

@@ -1,8 +1,13 @@
-"""Plain and momentum gradient descent (TinyAI's SGD and Momentum)."""
+"""Plain and momentum gradient descent (TinyAI's SGD and Momentum).
+
+The update rules live in ``tinyai.optim.kernels`` (one fused kernel each on
+a GPU, the same formula as array operations elsewhere).
+"""
 from __future__ import annotations
 
 from typing import Any
 
+from tinyai.optim.kernels import momentum_update, sgd_update
 from tinyai.optim.optimizer import Optimizer
 
 
@@ -20,7 +25,7 @@ class SGD(Optimizer):
         super().__init__(params, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
 
     def _update_one(self, data: Any, grad: Any, state: dict[str, Any], step: int) -> None:
-        data -= self.lr * grad
+        sgd_update(data, grad, self.lr)
 
 
 class Momentum(Optimizer):
@@ -52,10 +57,4 @@ class Momentum(Optimizer):
         super().__init__(params, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
 
     def _update_one(self, data: Any, grad: Any, state: dict[str, Any], step: int) -> None:
-        v = state["velocity"]
-        v *= self.momentum
-        v -= self.lr * grad
-        if self.nesterov:
-            data += self.momentum * v - self.lr * grad
-        else:
-            data += v
+        momentum_update(data, grad, state["velocity"], self.lr, self.momentum, self.nesterov)
