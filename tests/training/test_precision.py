@@ -193,3 +193,35 @@ def test_a_nan_in_the_data_still_stops_mixed_precision_training():
     with pytest.raises(NonFiniteLossError, match="the loss is nan"):
         trainer.train()
     assert trainer.mixed_precision.skipped_steps == 0      # not mistaken for a loss-scale overflow
+
+
+# -- float32 where float16 loses ---------------------------------------------------------------
+def test_float16_products_and_sums_are_accurate_and_stay_float16(xp, to_xp):
+    # 4096 x 0.1 = 409.6. A backend that accumulated in float16 would stall at 256,
+    # where 0.1 is below half a unit of the last place (0.125).
+    a = to_xp(np.full((1, 4096), 0.1, np.float16))
+    ones = to_xp(np.ones((4096, 1), np.float16))
+    for y in (F.matmul(a, ones), F.linear(a, ones), F.sum(a, axis=1), F.mean(a) * 4096.0):
+        assert y.dtype == np.float16
+        assert abs(float(tinyai.to_cpu(y.data).ravel()[0]) - 409.6) <= 0.25
+
+
+def test_float16_softmax_and_batch_norm_compute_in_float32_and_answer_in_float16(rng):
+    logits = (rng.standard_normal((4, 10)) * 8).astype(np.float16)
+    probabilities = F.softmax(logits)
+    assert probabilities.dtype == np.float16
+    np.testing.assert_allclose(probabilities.data.astype(np.float64).sum(axis=1), 1.0, atol=4e-3)
+    expected = np.exp(logits.astype(np.float64) - logits.astype(np.float64).max(axis=1, keepdims=True))
+    np.testing.assert_allclose(probabilities.data, expected / expected.sum(axis=1, keepdims=True), atol=1e-3)
+
+    x = (rng.standard_normal((64, 3)) * 100 + 1000).astype(np.float16)   # a variance float16 sums would ruin
+    mean32, var32 = np.zeros(3, np.float32), np.ones(3, np.float32)
+    gamma, beta = tinyai.Variable(np.ones(3, np.float16)), tinyai.Variable(np.zeros(3, np.float16))
+    y = F.batch_norm(x, gamma, beta, mean32, var32, momentum=0.0)
+    assert y.dtype == np.float16 and mean32.dtype == np.float32
+    wide = x.astype(np.float64)
+    np.testing.assert_allclose(mean32, wide.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(var32, wide.var(axis=0) * 64 / 63, rtol=1e-4)
+    np.testing.assert_allclose(y.data, (wide - wide.mean(0)) / np.sqrt(wide.var(0) + 1e-5), atol=1e-2)
+    y.backward(np.ones_like(y.data))
+    assert gamma.grad.dtype == np.float16
