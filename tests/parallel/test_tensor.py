@@ -1,0 +1,176 @@
+"""Tensor parallelism: split layers equal the unsplit ones (float64), on threads, processes and MPI.
+
+Each launch runs ``tensor_programs.tensor_parallel_suite`` on every rank: the
+column/row layers, both MLPs, attention (self and cross, with masks), a whole
+Transformer encoder layer, the four operators' backwards and a gradcheck
+across ranks, then a few training steps. Every rank's results are compared
+here with the unsplit layers' (computed in the programs from the ordinary
+layers, and for training in this process).
+"""
+import numpy as np
+import pytest
+
+from tinyai import nn
+from tinyai.autograd import Variable
+from tinyai.nn.transformer import FeedForward
+from tinyai.parallel import SpmdError, ThreadWorld, spmd
+from tinyai.parallel.tensor import (
+    ColumnParallelLinear,
+    RowParallelLinear,
+    TensorParallelAttention,
+    TensorParallelMLP,
+    full_state_dict,
+    load_full_state_dict,
+    save_full_checkpoint,
+    tensor_parallel,
+)
+from tinyai.training.checkpoint import load_checkpoint
+
+from tests.parallel import tensor_programs as programs
+
+RTOL, ATOL = 1e-10, 1e-12
+
+
+def check_suite(results, reference):
+    """Every rank's pairs agree, and its trained weights and optimizer state equal single-process training's."""
+    for rank, result in enumerate(results):
+        pairs = result["exactness"]
+        assert len(pairs) > 100
+        for what, (split, whole) in pairs.items():
+            split, whole = np.asarray(split), np.asarray(whole)
+            if whole.dtype.kind in "USb":
+                assert split.tolist() == whole.tolist(), f"rank {rank}: {what}"
+                continue
+            assert split.shape == whole.shape, f"rank {rank}: {what}: {split.shape} != {whole.shape}"
+            np.testing.assert_allclose(split, whole, rtol=RTOL, atol=ATOL, err_msg=f"rank {rank}: {what}")
+        for model, state in reference.items():
+            trained = result["training"][model]
+            assert sorted(trained) == sorted(state), model
+            for name, value in state.items():
+                if isinstance(value, np.ndarray):
+                    np.testing.assert_allclose(trained[name], value, rtol=RTOL, atol=ATOL,
+                                               err_msg=f"rank {rank}: {model} {name}")
+                else:
+                    assert trained[name] == value, f"rank {rank}: {model} {name}"
+
+
+@pytest.fixture(scope="module")
+def single_process_training():
+    return programs.train_single()
+
+
+@pytest.mark.parametrize("ranks", [1, 2, 4])
+def test_split_layers_equal_unsplit_on_threads(ranks, single_process_training):
+    check_suite(spmd(programs.tensor_parallel_suite, ranks), single_process_training)
+
+
+def test_the_training_really_moves_the_weights(single_process_training):
+    # Guards the comparison above against a vacuous pass (e.g. a zero learning rate).
+    mlp, enc, *_ = programs.training_problem()
+    for model, start in (("mlp", mlp), ("encoder", enc)):
+        moved = [np.abs(single_process_training[model][name] - value).max()
+                 for name, value in start.state_dict().items()]
+        assert max(moved) > 1e-3, model
+
+
+def test_checkpoints_hold_the_unsplit_weights_and_load_into_shards(tmp_path):
+    ff = programs.build(21, lambda: FeedForward(4, 8, "relu"))
+    path = tmp_path / "tp.npz"
+
+    def program(comm):
+        split = TensorParallelMLP.from_block(ff, comm)
+        for p in split.params():
+            p.data = p.data * (2.0 + comm.rank) if p.name == "W" and comm.size > 1 else p.data
+        save_full_checkpoint(path, split, epoch=3)
+        comm.barrier()
+        # Load the file back into fresh shards of another layer: they must become what was saved.
+        fresh = TensorParallelMLP.from_block(programs.build(22, lambda: FeedForward(4, 8, "relu")), comm)
+        load_full_state_dict(fresh, load_checkpoint(path).model_state)
+        return full_state_dict(split), full_state_dict(fresh), split.fc1.W.data.shape
+
+    results = spmd(program, 2)
+    checkpoint = load_checkpoint(path)
+    assert checkpoint.epoch == 3
+    whole = FeedForward(4, 8, "relu")
+    whole.load_state_dict(checkpoint.model_state)  # a single-process model reads it
+    saved, loaded, shard_shape = results[0]
+    assert shard_shape == (4, 4)  # rank 0 held half the columns...
+    assert checkpoint.model_state["fc1.W"].shape == (4, 8)  # ...and the file holds all of them
+    # Rank 0's columns were doubled and rank 1's tripled before saving.
+    np.testing.assert_array_equal(checkpoint.model_state["fc1.W"][:, :4], ff.fc1.W.data[:, :4] * 2)
+    np.testing.assert_array_equal(checkpoint.model_state["fc1.W"][:, 4:], ff.fc1.W.data[:, 4:] * 3)
+    np.testing.assert_array_equal(checkpoint.model_state["fc2.b"], ff.fc2.b.data)
+    for name in saved:
+        np.testing.assert_array_equal(loaded[name], saved[name])
+        np.testing.assert_array_equal(results[1][1][name], saved[name])
+
+
+def _comm(size=1):
+    return ThreadWorld(size).communicator(0)
+
+
+def test_bad_splits_and_communicators_are_clear_errors():
+    def indivisible(comm):
+        ColumnParallelLinear(8, 10, comm)
+
+    with pytest.raises(SpmdError, match=r"out_features=10 is not divisible by the 4 ranks.*uneven=True.*"
+                                        r"blocks of 3, 3, 2, 2"):
+        spmd(indivisible, 4)
+
+    def too_few(comm):
+        RowParallelLinear(3, 2, comm, uneven=True)
+
+    with pytest.raises(SpmdError, match=r"in_features=3 cannot be split over 4 ranks"):
+        spmd(too_few, 4)
+
+    def heads(comm):
+        TensorParallelAttention.from_block(nn.MultiHeadAttention(12, 6), comm)
+
+    with pytest.raises(SpmdError, match=r"num_heads=6 is not divisible by the 4 ranks"):
+        spmd(heads, 4)
+
+    def wrong_input(comm):
+        RowParallelLinear(8, 2, comm)(np.zeros((3, 8)))  # the whole input, but the layer expects its block
+
+    with pytest.raises(SpmdError, match=r"rank \d of 2\): expected its block \(features \d:\d+\) of the input "
+                                        r"with 4 features on the last axis, got shape \(3, 8\)"):
+        spmd(wrong_input, 2)
+
+    with pytest.raises(TypeError, match=r"comm must be a tinyai Communicator.*got int"):
+        ColumnParallelLinear(4, 4, 2)
+    with pytest.raises(TypeError, match=r"expected a FeedForward or a two-layer MlpBlock, got Linear"):
+        TensorParallelMLP.from_block(nn.Linear(3, 4), _comm())
+    with pytest.raises(ValueError, match=r"exactly one hidden layer.*sizes \[4, 8, 8, 2\]"):
+        TensorParallelMLP.from_block(nn.MlpBlock("deep", 1, "relu", 4, 8, 8, 2), _comm())
+    with pytest.raises(ValueError, match=r"has dropout 0.1.*dropout=0.0"):
+        TensorParallelMLP.from_block(FeedForward(4, 8, dropout=0.1), _comm())
+
+
+def test_a_checkpoint_of_the_wrong_shapes_is_refused_naming_them():
+    def program(comm):
+        split = TensorParallelMLP.from_block(FeedForward(4, 8), comm)
+        before = full_state_dict(split)
+        wrong = dict(FeedForward(4, 6).state_dict())  # another hidden size
+        try:
+            load_full_state_dict(split, wrong)
+        except ValueError as error:
+            message = str(error)
+        after = full_state_dict(split)
+        return message, all(np.array_equal(before[k], after[k]) for k in before)
+
+    message, unchanged = spmd(program, 2)[0]
+    assert "tensor-parallel over 2 ranks; shapes are the unsplit model's" in message
+    assert "fc1.W (expected (4, 8), got (4, 6))" in message and "fc2.W (expected (8, 4), got (6, 4))" in message
+    assert unchanged
+    with pytest.raises(ValueError, match=r"'W' has shape \(3, 4\), the unsplit layer's is \(4, 4\); missing 'b'"):
+        ColumnParallelLinear(4, 4, _comm()).load_full_state_dict({"W": np.zeros((3, 4))})
+
+
+def test_tensor_parallel_leaves_the_original_alone_and_keeps_names():
+    enc = nn.TransformerEncoderLayer(8, 4, 16)
+    split = tensor_parallel(enc, _comm())
+    assert isinstance(split.self_attn, TensorParallelAttention) and isinstance(split.ffn, TensorParallelMLP)
+    assert isinstance(enc.self_attn, nn.MultiHeadAttention)
+    assert [n for n, _ in split.named_params()] == [n for n, _ in enc.named_params()]
+    x = np.random.default_rng(0).standard_normal((2, 3, 8)).astype(np.float32)
+    np.testing.assert_allclose(split(x).data, enc(x).data, rtol=1e-5)
