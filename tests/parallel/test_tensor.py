@@ -10,7 +10,8 @@ layers, and for training in this process).
 import numpy as np
 import pytest
 
-from tinyai import nn
+from tinyai import nn, optim
+import tinyai.functions as F
 from tinyai.autograd import Variable
 from tinyai.nn.transformer import FeedForward
 from tinyai.parallel import SpmdError, ThreadWorld, spmd
@@ -19,12 +20,13 @@ from tinyai.parallel.tensor import (
     RowParallelLinear,
     TensorParallelAttention,
     TensorParallelMLP,
+    full_optimizer_state,
     full_state_dict,
+    load_full_optimizer_state,
     load_full_state_dict,
-    save_full_checkpoint,
     tensor_parallel,
 )
-from tinyai.training.checkpoint import load_checkpoint
+from tinyai.training.checkpoint import load_checkpoint, save_checkpoint
 
 from tests.parallel import tensor_programs as programs
 
@@ -79,30 +81,46 @@ def test_checkpoints_hold_the_unsplit_weights_and_load_into_shards(tmp_path):
 
     def program(comm):
         split = TensorParallelMLP.from_block(ff, comm)
-        for p in split.params():
-            p.data = p.data * (2.0 + comm.rank) if p.name == "W" and comm.size > 1 else p.data
-        save_full_checkpoint(path, split, epoch=3)
+        adam = optim.Adam(split, lr=0.01)
+        F.sum(split(np.ones((2, 4))) ** 2).backward()
+        adam.update()
+        state = full_state_dict(split)  # collectives: every rank gathers...
+        moments = full_optimizer_state(split, adam)
+        if comm.rank == 0:  # ...and one writes
+            save_checkpoint(path, state, moments, epoch=3)
         comm.barrier()
         # Load the file back into fresh shards of another layer: they must become what was saved.
         fresh = TensorParallelMLP.from_block(programs.build(22, lambda: FeedForward(4, 8, "relu")), comm)
-        load_full_state_dict(fresh, load_checkpoint(path).model_state)
-        return full_state_dict(split), full_state_dict(fresh), split.fc1.W.data.shape
+        checkpoint = load_checkpoint(path)
+        load_full_state_dict(fresh, checkpoint.model_state)
+        fresh_adam = optim.Adam(fresh, lr=0.01)
+        load_full_optimizer_state(fresh, fresh_adam, checkpoint.optimizer_state)
+        return (full_state_dict(split), full_state_dict(fresh), split.fc1.W.data.copy(),
+                full_optimizer_state(fresh, fresh_adam))
 
     results = spmd(program, 2)
     checkpoint = load_checkpoint(path)
     assert checkpoint.epoch == 3
     whole = FeedForward(4, 8, "relu")
     whole.load_state_dict(checkpoint.model_state)  # a single-process model reads it
-    saved, loaded, shard_shape = results[0]
-    assert shard_shape == (4, 4)  # rank 0 held half the columns...
-    assert checkpoint.model_state["fc1.W"].shape == (4, 8)  # ...and the file holds all of them
-    # Rank 0's columns were doubled and rank 1's tripled before saving.
-    np.testing.assert_array_equal(checkpoint.model_state["fc1.W"][:, :4], ff.fc1.W.data[:, :4] * 2)
-    np.testing.assert_array_equal(checkpoint.model_state["fc1.W"][:, 4:], ff.fc1.W.data[:, 4:] * 3)
-    np.testing.assert_array_equal(checkpoint.model_state["fc2.b"], ff.fc2.b.data)
+    saved, loaded, shard, _ = results[0]
+    assert shard.shape == (4, 4)  # rank 0 held half the columns...
+    assert checkpoint.model_state["fc1.W"].shape == (4, 8)  # ...and the file holds all of them, in rank order
+    np.testing.assert_array_equal(checkpoint.model_state["fc1.W"][:, :4], shard)
+    np.testing.assert_array_equal(checkpoint.model_state["fc1.W"][:, 4:], results[1][2])
+    assert np.abs(checkpoint.model_state["fc1.W"] - ff.fc1.W.data).max() > 1e-3  # the trained weights
     for name in saved:
         np.testing.assert_array_equal(loaded[name], saved[name])
         np.testing.assert_array_equal(results[1][1][name], saved[name])
+    # Adam's moments were gathered whole into the file and cut into the fresh shards again.
+    assert checkpoint.optimizer_state["state.fc1.W.m"].shape == (4, 8)
+    moments = np.abs(checkpoint.optimizer_state["state.fc1.W.m"])
+    assert moments[:, :4].max() > 0 and moments[:, 4:].max() > 0  # both ranks' halves are there
+    single = optim.Adam(whole, lr=0.01)
+    single.load_state_dict(checkpoint.optimizer_state)  # a single-process optimizer reads them too
+    for rank in range(2):
+        for key, value in checkpoint.optimizer_state.items():
+            np.testing.assert_array_equal(results[rank][3][key], value, err_msg=key)
 
 
 def _comm(size=1):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -57,25 +57,33 @@ def _json_number(value: Any) -> Any:
                     "is neither an array nor a number")
 
 
+def _state_of(owner: Any) -> Mapping[str, Any]:
+    """``owner.state_dict()``, or ``owner`` when it already is a state dict."""
+    return owner if isinstance(owner, Mapping) else owner.state_dict()
+
+
 def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any = None, *, epoch: int = 0,
                     monitor: Any = None, rng_state: dict | None = None, extra: dict | None = None) -> None:
     """Save model weights, optimizer state, epoch count, random state and history to ``path``.
 
     Args:
         path: target file (conventionally ``*.npz``).
-        model: anything with ``state_dict()`` (name -> array).
-        optimizer: anything with ``state_dict()`` (flat dict of arrays and numbers), or None.
+        model: anything with ``state_dict()`` (name -> array), or such a
+            dict itself (e.g. a tensor-parallel model's gathered
+            ``tinyai.parallel.tensor.full_state_dict``).
+        optimizer: anything with ``state_dict()`` (flat dict of arrays and
+            numbers), such a dict, or None.
         epoch: the number of epochs completed.
         monitor: a ``Monitor`` whose history is stored, or None.
         rng_state: ``tinyai.backend.get_state()``, or None.
         extra: more JSON-able information to keep (e.g. the command-line settings).
     """
     arrays: dict[str, np.ndarray] = {}
-    for name, value in model.state_dict().items():
+    for name, value in _state_of(model).items():
         arrays[_MODEL + name] = _host_array(value)
     optimizer_numbers: dict[str, Any] = {}
     if optimizer is not None:
-        for key, value in optimizer.state_dict().items():
+        for key, value in _state_of(optimizer).items():
             if is_array(value) and not isinstance(value, np.generic):
                 arrays[_OPTIMIZER + key] = _host_array(value)
             else:

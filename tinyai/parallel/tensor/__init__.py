@@ -17,7 +17,6 @@ from tinyai.parallel.tensor.checkpoint import (
     full_state_dict,
     load_full_optimizer_state,
     load_full_state_dict,
-    save_full_checkpoint,
 )
 from tinyai.parallel.tensor.layers import ColumnParallelLinear, RowParallelLinear
 from tinyai.parallel.tensor.operators import (
@@ -32,5 +31,4 @@ __all__ = [
     "copy_to_tensor_parallel", "reduce_from_tensor_parallel", "gather_from_tensor_parallel",
     "scatter_to_tensor_parallel",
     "full_state_dict", "load_full_state_dict", "full_grads", "full_optimizer_state", "load_full_optimizer_state",
-    "save_full_checkpoint",
 ]

@@ -9,12 +9,16 @@ into this rank's shards (any number of ranks). Optimizer state (momenta,
 Adam's moments) is gathered and cut the same way.
 
 Both are collective calls: every rank of the model's tensor-parallel
-communicator makes them, in the same order. ``save_full_checkpoint`` lets
-every rank gather and rank 0 alone write the file.
+communicator makes them, in the same order. To write a checkpoint, gather on
+every rank and let one write::
+
+    state = full_state_dict(model)                      # every rank
+    moments = full_optimizer_state(model, optimizer)    # every rank
+    if comm.rank == 0:
+        tinyai.training.save_checkpoint(path, state, moments, epoch=epoch)
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Iterator, Mapping
 
 from tinyai.backend import to_cpu
@@ -112,37 +116,6 @@ def _tensor_size(model: Layer) -> int:
     return 1
 
 
-def save_full_checkpoint(path: str | os.PathLike, model: Layer, optimizer: Any = None, *, root: bool | None = None,
-                         **meta: Any) -> None:
-    """Gather the whole model (and optimizer state) on every rank; write it to ``path`` where ``root``.
-
-    ``root`` defaults to "rank 0 of the model's tensor-parallel communicator".
-    Every rank must call it. The file is ``tinyai.training.save_checkpoint``'s
-    format, with unsplit weights: ``load_checkpoint`` and a single-process
-    model read it.
-    """
-    from tinyai.training.checkpoint import save_checkpoint
-
-    state = {k: to_cpu(v) for k, v in full_state_dict(model).items()}
-    optimizer_state = full_optimizer_state(model, optimizer) if optimizer is not None else None
-    if root is None:
-        root = all(layer.comm.rank == 0 for _, layer in split_layers(model))
-    if root:
-        save_checkpoint(path, _Frozen(state), None if optimizer_state is None else _Frozen(optimizer_state), **meta)
-
-
-class _Frozen:
-    """A state dict that answers ``state_dict()``, for ``save_checkpoint``."""
-
-    def __init__(self, state: dict[str, Any]) -> None:
-        self._state = state
-
-    def state_dict(self) -> dict[str, Any]:
-        return self._state
-
-
-
-
 def full_grads(model: Layer) -> dict[str, Any]:
     """name -> the unsplit model's gradient (the split layers' pieces joined), for every parameter with one.
 
@@ -157,4 +130,4 @@ def full_grads(model: Layer) -> dict[str, Any]:
 
 
 __all__ = ["full_state_dict", "load_full_state_dict", "full_grads", "full_optimizer_state",
-           "load_full_optimizer_state", "save_full_checkpoint"]
+           "load_full_optimizer_state"]
