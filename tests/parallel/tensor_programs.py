@@ -217,3 +217,45 @@ def train_single(steps=3):
 def tensor_parallel_suite(comm):
     """Everything one launch checks: exactness pairs and the trained weights."""
     return {"exactness": exactness(comm), "training": train_mlp_and_encoder(comm)}
+
+
+def flatten(suite):
+    """The nested results of ``tensor_parallel_suite`` as flat name -> array (an .npz needs no pickles)."""
+    flat = {}
+    for what, (split, whole) in suite["exactness"].items():
+        flat[f"exactness|{what}|split"] = np.asarray(split)
+        flat[f"exactness|{what}|whole"] = np.asarray(whole)
+    for model, state in suite["training"].items():
+        for name, value in state.items():
+            flat[f"training|{model}|{name}"] = np.asarray(value)
+    return flat
+
+
+def unflatten(flat):
+    """``flatten``'s inverse (numbers come back as 0-d arrays)."""
+    suite = {"exactness": {}, "training": {}}
+    for key, value in flat.items():
+        kind, what, last = key.split("|")
+        if kind == "exactness":
+            pair = suite["exactness"].setdefault(what, [None, None])
+            pair[last == "whole"] = value
+        else:
+            suite["training"].setdefault(what, {})[last] = value
+    return suite
+
+
+def main(scenario, out):
+    """Under mpiexec: run ``scenario`` on the MPI world and save this rank's results to ``out``."""
+    from tinyai.parallel import mpi_world
+
+    comm = mpi_world(timeout=120)
+    if scenario == "tensor":
+        np.savez(f"{out}/rank{comm.rank}.npz", **flatten(tensor_parallel_suite(comm)))
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1], sys.argv[2])
