@@ -100,3 +100,23 @@ def test_default_split_evaluates_only_the_test_part():
     model = Scores()
     assert AccuracyEval(model, data).evaluate() == {"test_accuracy": 1.0}
     assert len(model.modes) == len(data.get_test_dataset()) == 2
+
+
+def test_accuracy_eval_also_reports_the_mean_test_loss_over_samples():
+    from tinyai.losses import SoftmaxCrossEntropy
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((10, 3))
+    y = rng.integers(0, 3, 10)
+    data = ArrayDataset(x, y, batch_size=4)            # batches of 4, 4, 2
+    # By hand: softmax cross-entropy of each sample, averaged over the 10 samples.
+    shifted = x - x.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    expected = -log_probabilities[np.arange(10), y].mean()
+    result = AccuracyEval(Scores(), data, split="all", loss=SoftmaxCrossEntropy()).evaluate()
+    assert result["test_loss"] == pytest.approx(expected, rel=1e-5)
+    assert result["test_accuracy"] == pytest.approx(np.mean(x.argmax(axis=1) == y))
+    # The Trainer hands its loss to an evaluator that has none.
+    evaluator = AccuracyEval(split="all")
+    evaluator.bind(Scores(), data, SoftmaxCrossEntropy())
+    assert evaluator.evaluate()["test_loss"] == pytest.approx(expected, rel=1e-5)

@@ -119,12 +119,15 @@ class Evaluator:
         self.dataset = dataset
         self.split = split
 
-    def bind(self, model: Any, dataset: Any) -> None:
-        """Fill in the model and data set if they were not given (used by Trainer.init)."""
+    def bind(self, model: Any, dataset: Any, loss: Any = None) -> None:
+        """Fill in the model, data set and (for an evaluator that measures one)
+        the loss if they were not given (used by Trainer.init)."""
         if self.model is None:
             self.model = model
         if self.dataset is None:
             self.dataset = dataset
+        if loss is not None and hasattr(self, "loss") and self.loss is None:
+            self.loss = loss
 
     def test_batches(self) -> list:
         """The batches of the test split."""
@@ -155,28 +158,47 @@ class AccuracyEval(Evaluator):
     """Classification accuracy on the test split: correct predictions / samples.
 
     The prediction is the arg-max of the model's output (see ``count_correct``).
-    Returns ``{"test_accuracy": fraction}``; during training it also yields
-    ``train_accuracy`` from the batches the model has just been trained on.
+    Returns ``{"test_accuracy": fraction, "test_loss": mean loss}``; during
+    training it also yields ``train_accuracy`` from the batches the model has
+    just been trained on.
+
+    Args:
+        model, dataset: as for ``Evaluator``.
+        loss: the loss object whose mean over the test samples is reported as
+            ``test_loss``; the Trainer fills in its own loss when this is
+            None. Without a loss only the accuracy is measured.
 
     >>> # evaluator = AccuracyEval(model, dataset); evaluator.evaluate()["test_accuracy"]
     """
 
     train_metric = "train_accuracy"
 
+    def __init__(self, model: Any = None, dataset: Any = None, *, split: str = "test", loss: Any = None) -> None:
+        super().__init__(model, dataset, split=split)
+        self.loss = loss
+
     def batch_score(self, prediction: Any, target: Any) -> tuple[float, int]:
         return float(count_correct(prediction, target)), int(_as_array(prediction).shape[0])
 
     def evaluate(self) -> dict[str, float]:
         correct = total = 0
+        weighted_loss = 0.0
         batches = self.test_batches()
         with evaluation(self.model):
             for batch in batches:
                 x, y = batch_variables(self.model, batch)
-                correct += count_correct(self.model(x), y)
+                prediction = self.model(x)
+                correct += count_correct(prediction, y)
+                if self.loss is not None:
+                    # Each batch's mean loss weighted by its size: the mean over samples.
+                    weighted_loss += float(self.loss.loss(y, prediction).item()) * batch.size
                 total += batch.size
         if total == 0:
             raise ValueError("AccuracyEval: the test split is empty")
-        return {"test_accuracy": correct / total}
+        metrics = {"test_accuracy": correct / total}
+        if self.loss is not None:
+            metrics["test_loss"] = weighted_loss / total
+        return metrics
 
 
 class RegressEval(Evaluator):

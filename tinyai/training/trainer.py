@@ -200,7 +200,7 @@ class Trainer:
         if self.precision == "mixed":
             self.mixed_precision = MixedPrecision(model, optimizer)
         if self.evaluator is not None:
-            self.evaluator.bind(model, dataset)
+            self.evaluator.bind(model, dataset, loss)
         self._parallel.start(model, loss, self.train_set)
         return self
 
