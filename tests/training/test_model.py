@@ -205,7 +205,9 @@ def test_summary_lists_layers_shapes_and_counts(rng):
     assert lines["head"].split()[-1] == "2"
     assert lines["body"].split()[-1] == "0"               # a block's own params only; children below it
     assert "Total params: 34" in text                     # 20 + 12 + 2
-    assert "?" in lines["fc1"]                            # no sample: output shape unknown
+    # No sample, but fc1 = Linear(3, 5) fixes the input: shapes with the batch as N.
+    assert "(N, 5)" in lines["fc1"] and "(N, 2)" in lines["head"]
+    assert "Input shape: (N, 3)" in text
 
     info = model.info(rng.normal(size=(7, 3)).astype(np.float32))
     shapes = {row.name: row.output_shape for row in info.layers}
@@ -244,3 +246,21 @@ def test_save_and_load_on_another_backend(tmp_path, xp, to_xp):
     for (name, a), (_, b) in zip(source.named_params(), target.named_params()):
         assert tinyai.get_array_module(b.data) is xp
         np.testing.assert_array_equal(tinyai.to_cpu(a.data), tinyai.to_cpu(b.data), err_msg=name)
+
+
+def test_summary_without_sample_infers_conv_shapes_or_says_a_sample_is_needed():
+    from tinyai.nn import Conv2d, Flatten, SequentialBlock, SimpleConvNet
+
+    info = Model("cnn", SimpleConvNet(image_size=12)).info()
+    shapes = {row.name: row.output_shape for row in info.layers}
+    # 3x3 convolutions with padding 1 keep 12x12; each 2x2 pooling halves it: 12 -> 6 -> 3.
+    assert shapes["conv1"] == (None, 16, 12, 12) and shapes["pool1"] == (None, 16, 6, 6)
+    assert shapes["pool2"] == (None, 32, 3, 3) and shapes["flatten"] == (None, 32 * 3 * 3)
+    assert shapes["fc"] == (None, 10) and info.shape_note is None
+    assert "(N, 32, 3, 3)" in str(info)
+
+    unknown = Model("conv", SequentialBlock(Conv2d(1, 4, 3), Flatten()))
+    text = unknown.summary()
+    assert "?" not in text and "Output shape " not in text.splitlines()[2]     # no shape column
+    assert "Output shapes need a sample: the first layer (Conv2d) does not fix the input's size" in text
+    assert "(N, 4, 6, 6)" in unknown.summary(sample=(2, 1, 8, 8)).replace("(2,", "(N,")

@@ -22,7 +22,7 @@ import numpy as np
 
 from tinyai.autograd import Variable, no_grad, test_mode
 from tinyai.backend import get_default_dtype, is_array, to_cpu
-from tinyai.nn import Layer, Parameter
+from tinyai.nn import Layer, Linear, Parameter
 from tinyai.training.npz_files import read_npz, write_npz_atomic
 
 #: Keys under this prefix in a weights file are metadata, not weights.
@@ -37,7 +37,7 @@ class LayerInfo:
     name: str                        #: dotted name in the model ("encoder.fc1")
     type: str                        #: class name ("Linear")
     params: int                      #: elements of the layer's *own* Parameters (not its children's)
-    output_shape: Any = None         #: shape of its last output in ``info(sample)``; None if unknown
+    output_shape: Any = None         #: shape of its output (None in the batch position when inferred); None if unknown
 
 
 @dataclass
@@ -51,27 +51,45 @@ class ModelInfo:
     layers: list[LayerInfo] = field(default_factory=list)
     total_params: int = 0
     input_shape: Any = None
+    #: Why there are no output shapes (they need a sample input), or None.
+    shape_note: str | None = None
 
     def __str__(self) -> str:
-        header = ("Layer (type)", "Output shape", "Params")
+        with_shapes = any(row.output_shape is not None for row in self.layers)
+        header = ("Layer (type)", "Output shape", "Params") if with_shapes else ("Layer (type)", "Params")
         body = []
         for row in self.layers:
             depth = row.name.count(".")
             label = f"{'  ' * depth}{row.name.rsplit('.', 1)[-1]} ({row.type})"
-            shape = "?" if row.output_shape is None else str(row.output_shape)
-            body.append((label, shape, f"{row.params:,}"))
-        widths = [max(len(r[i]) for r in [header, *body]) for i in range(3)]
-        line = "=" * (widths[0] + widths[1] + widths[2] + 6)
+            shape = (_format_shape(row.output_shape),) if with_shapes else ()
+            body.append((label, *shape, f"{row.params:,}"))
+        columns = len(header)
+        widths = [max(len(r[i]) for r in [header, *body]) for i in range(columns)]
+        line = "=" * (sum(widths) + 3 * (columns - 1))
 
-        def fmt(r: tuple[str, str, str]) -> str:
-            return f"{r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:>{widths[2]}}"
+        def fmt(r: tuple[str, ...]) -> str:
+            cells = [f"{r[i]:<{widths[i]}}" for i in range(columns - 1)] + [f"{r[-1]:>{widths[-1]}}"]
+            return "   ".join(cells)
 
         out = [f"Model: {self.name}"]
         if self.input_shape is not None:
-            out.append(f"Input shape: {self.input_shape}")
+            out.append(f"Input shape: {_format_shape(self.input_shape)}")
         out += [line, fmt(header), line, *(fmt(r) for r in body), line,
                 f"Total params: {self.total_params:,}"]
+        if self.shape_note:
+            out.append(self.shape_note)
         return "\n".join(out)
+
+
+def _format_shape(shape: Any) -> str:
+    """``(N, 128)``: a batch dimension that was inferred (None) shows as N; unknown as "-"."""
+    if shape is None:
+        return "-"
+    if isinstance(shape, tuple) and all(d is None or isinstance(d, int) for d in shape):
+        return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    if isinstance(shape, tuple):
+        return "(" + ", ".join(_format_shape(s) for s in shape) + ")"
+    return str(shape)
 
 
 def _shape_of(value: Any) -> Any:
@@ -242,23 +260,31 @@ class Model:
 
     # -- description ------------------------------------------------------------------------
     def info(self, sample: Any = None) -> ModelInfo:
-        """Layers, parameter counts and (given a sample input) output shapes (TinyAI's ModelInfo).
+        """Layers, parameter counts and output shapes (TinyAI's ModelInfo).
 
         Args:
             sample: optional input to run once (under ``no_grad`` and test
                 mode) to record each layer's output shape: an array, a
                 Variable, a tuple of them for several inputs, or a shape tuple
                 of ints (filled with zeros of the default float dtype).
+                Without it the shapes are still shown when the model fixes
+                its input's size (its first layer is a ``Linear`` with known
+                input features, or the block has an ``input_shape``, as
+                ``SimpleConvNet`` does); the batch dimension shows as ``N``.
+                Otherwise ``shape_note`` says which sample to pass.
         """
         layers = [(name, layer) for name, layer in self.named_layers() if name]
         if not layers:
             layers = [("", self.block)]  # a bare layer: one row for itself
         shapes: dict[str, Any] = {}
         input_shape = None
+        note = None
         if sample is not None:
             inputs = _sample_inputs(sample)
             input_shape = _shape_of(inputs[0]) if len(inputs) == 1 else _shape_of(inputs)
             shapes = self._record_output_shapes(inputs, layers)
+        else:
+            shapes, input_shape, note = self._inferred_output_shapes(layers)
         rows = []
         root_own = sum(int(p.size) for pname, p in self.block.named_params() if "." not in pname)
         if layers[0][0] and root_own:
@@ -267,7 +293,34 @@ class Model:
         for name, layer in layers:
             own = sum(int(p.size) for pname, p in layer.named_params() if "." not in pname)
             rows.append(LayerInfo(name or type(layer).__name__, type(layer).__name__, own, shapes.get(name)))
-        return ModelInfo(self.name, rows, self.num_params(), input_shape)
+        return ModelInfo(self.name, rows, self.num_params(), input_shape, note)
+
+    def _inferred_output_shapes(self, layers: list[tuple[str, Layer]]) -> tuple[dict[str, Any], Any, str | None]:
+        """Output shapes found by running a batch of two zero samples of the size the
+        model fixes, with the batch dimension as None; or a note saying a sample is needed."""
+        per_sample, first = _fixed_input_shape(self.block)
+        if per_sample is None:
+            what = f"the first layer ({type(first).__name__}) does not fix" if first is not None else "nothing fixes"
+            return {}, None, (f"Output shapes need a sample: {what} the input's size; pass one batch, "
+                              "e.g. model.summary(sample=x[:1]), or its shape as a tuple of ints.")
+        batch = 2
+        try:
+            recorded = self._record_output_shapes((np.zeros((batch, *per_sample), dtype=get_default_dtype()),), layers)
+        except (ValueError, TypeError, IndexError) as error:
+            return {}, None, (f"Output shapes: a batch of shape (N, {', '.join(map(str, per_sample))}) did not "
+                              f"run through the model ({type(error).__name__}); pass a sample to see them.")
+        finally:
+            if hasattr(self.block, "reset_state"):
+                self.block.reset_state()
+
+        def symbolic(shape: Any) -> Any:
+            if isinstance(shape, tuple) and shape and all(isinstance(d, int) for d in shape):
+                return (None, *shape[1:]) if shape[0] == batch else shape
+            if isinstance(shape, tuple):
+                return tuple(symbolic(s) for s in shape)
+            return shape
+
+        return {name: symbolic(shape) for name, shape in recorded.items()}, (None, *per_sample), None
 
     def summary(self, sample: Any = None) -> str:
         """The ``info()`` table as text: one row per layer, then the total parameter count."""
@@ -299,6 +352,23 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, {repr(self.block)})"
+
+
+def _fixed_input_shape(block: Layer) -> tuple[tuple[int, ...] | None, Layer | None]:
+    """The shape of one input sample when the model fixes it, and the first layer with parameters.
+
+    A block may say it (an ``input_shape`` attribute, e.g. ``SimpleConvNet``);
+    otherwise a first ``Linear`` with known input features fixes (features,).
+    """
+    declared = getattr(block, "input_shape", None)
+    if isinstance(declared, tuple) and declared and all(isinstance(d, int) for d in declared):
+        return declared, None
+    # The first layer holding parameters of its own (a container's belong to its children).
+    first = next((layer for _, layer in block.named_layers()
+                  if any("." not in name for name, _ in layer.named_params())), None)
+    if isinstance(first, Linear) and first.in_features is not None:
+        return (first.in_features,), first
+    return None, first
 
 
 def _sample_inputs(sample: Any) -> tuple:

@@ -47,6 +47,11 @@ class SimpleConvNet(Block):
         side = image_size // 2 // 2
         self.fc = Linear(channels[1] * side * side, num_classes)
 
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The shape of one input image: (channels, height, width)."""
+        return (self.in_channels, self.image_size, self.image_size)
+
     def forward(self, x: Any) -> Variable:
         x = _check_variable(self, x)
         expected = (self.in_channels, self.image_size, self.image_size)
