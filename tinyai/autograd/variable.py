@@ -20,6 +20,7 @@ import numpy as np
 
 from tinyai.backend import get_array_module, get_default_dtype, is_array, to_cpu, to_gpu
 from tinyai.autograd.config import _backward_on_arrays, _grad_enabled
+from tinyai.backend.pytorch_names import attribute_error
 
 if TYPE_CHECKING:  # only for the annotation: function.py imports this module
     from tinyai.autograd.function import Function
@@ -84,6 +85,12 @@ class Variable:
     __slots__ = ("data", "name", "grad", "creator", "generation", "requires_grad", "__weakref__")
     # Make ``ndarray + Variable`` call Variable.__radd__ instead of NumPy looping over it.
     __array_ufunc__ = None
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: says tinyai's name for a PyTorch habit.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise attribute_error(self, "Variable", name)
 
     def __init__(self, data: Any, name: str | None = None, requires_grad: bool = True) -> None:
         # Every operation creates Variables, almost always around a NumPy array:

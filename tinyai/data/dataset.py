@@ -31,6 +31,7 @@ import numpy as np
 
 from tinyai.autograd import Variable
 from tinyai.backend import get_default_dtype, get_rng, to_cpu
+from tinyai.backend.pytorch_names import attribute_error
 
 __all__ = ["Batch", "DataSet", "ArrayDataset"]
 
@@ -70,6 +71,11 @@ class Batch:
     def to_variable_y(self) -> Variable:
         """The targets as a Variable with ``requires_grad=False``."""
         return Variable(self.y, requires_grad=False)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """``x, y = batch``, so ``for x, y in dataset:`` works as with a PyTorch DataLoader."""
+        yield self.x
+        yield self.y
 
     def __repr__(self) -> str:
         return f"Batch(x={self.x.shape} {self.x.dtype}, y={self.y.shape} {self.y.dtype})"
@@ -193,8 +199,14 @@ class DataSet(abc.ABC):
         n = self.num_samples
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: says tinyai's name for a PyTorch habit.
+        if name.startswith("__") or name.startswith("_"):
+            raise AttributeError(name)
+        raise attribute_error(self, "DataSet", name)
+
     def __iter__(self) -> Iterator[Batch]:
-        """Yield the batches in the current order."""
+        """Yield the batches in the current order (each unpacks as ``x, y``)."""
         x, y = self.x, self.y
         for k in range(len(self)):
             start, stop = k * self.batch_size, min((k + 1) * self.batch_size, len(x))

@@ -77,3 +77,10 @@ __all__ = [
     "im2col", "col2im", "conv2d", "conv_transpose2d", "max_pool2d", "avg_pool2d",
     "batch_norm", "layer_norm", "dropout", "embedding", "cast",
 ]
+
+
+def __getattr__(name: str):
+    # Only reached for a missing name: says tinyai's name for a PyTorch habit.
+    from tinyai.backend.pytorch_names import module_attribute_error
+
+    raise module_attribute_error(__name__, name)

@@ -11,5 +11,16 @@ from tinyai.losses.base import Loss
 from tinyai.losses.classification import MaskedSoftmaxCrossEntropy, SigmoidCrossEntropy, SoftmaxCrossEntropy
 from tinyai.losses.regression import Huber, MeanSquaredLoss
 
+#: PyTorch's names for the same classes.
+CrossEntropyLoss = SoftmaxCrossEntropy
+MSELoss = MeanSquaredLoss
+
 __all__ = ["Loss", "SoftmaxCrossEntropy", "MaskedSoftmaxCrossEntropy", "SigmoidCrossEntropy",
-           "MeanSquaredLoss", "Huber"]
+           "MeanSquaredLoss", "Huber", "CrossEntropyLoss", "MSELoss"]
+
+
+def __getattr__(name: str):
+    # Only reached for a missing name: says tinyai's name for a PyTorch habit.
+    from tinyai.backend.pytorch_names import module_attribute_error
+
+    raise module_attribute_error(__name__, name)

@@ -36,6 +36,9 @@ from tinyai.nn.blocks import (
     TransformerEncoder,
 )
 
+#: PyTorch's name for ``SequentialBlock``.
+Sequential = SequentialBlock
+
 __all__ = [
     "Parameter", "Layer", "Block", "init",
     "Linear", "Flatten", "Reshape",
@@ -43,6 +46,13 @@ __all__ = [
     "Conv2d", "DepthwiseSeparableConv2d", "MaxPool2d", "AvgPool2d", "Embedding",
     "SimpleRNN", "LSTM", "GRU", "Dropout", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
     "MultiHeadAttention", "PositionalEncoding", "FeedForward", "TransformerEncoderLayer", "TransformerDecoderLayer",
-    "MlpBlock", "SequentialBlock", "SimpleConvNet", "SimpleRnnBlock", "LstmBlock", "GruBlock",
+    "MlpBlock", "SequentialBlock", "Sequential", "SimpleConvNet", "SimpleRnnBlock", "LstmBlock", "GruBlock",
     "Seq2SeqEncoder", "Seq2SeqDecoder", "Seq2Seq", "TransformerEncoder", "TransformerDecoder", "Transformer",
 ]
+
+
+def __getattr__(name: str):
+    # Only reached for a missing name: says tinyai's name for a PyTorch habit.
+    from tinyai.backend.pytorch_names import module_attribute_error
+
+    raise module_attribute_error(__name__, name)

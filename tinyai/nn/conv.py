@@ -32,6 +32,15 @@ def _pair(layer: Layer, value: Any, what: str, minimum: int) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def _pad_or_padding(layer: Layer, pad: Any, padding: Any) -> Any:
+    """``pad``, or PyTorch's spelling ``padding=`` (an alias; giving both differently is an error)."""
+    if padding is None:
+        return pad
+    if pad != 0 and pad != padding:
+        raise ValueError(f"{layer._label()}: pad={pad!r} and padding={padding!r} name the same setting; give one")
+    return padding
+
+
 def _set_geometry(layer: Layer, out_channels: Any, kernel_size: Any, stride: Any, pad: Any,
                   bias: bool) -> None:
     """Check and store what every convolution layer has: channels out, kernel, stride, pad, bias."""
@@ -65,7 +74,8 @@ class Conv2d(Layer):
         in_channels: C of the input, or None to infer it on the first call.
         out_channels: number of kernels (output channels).
         kernel_size: an int or a (kh, kw) pair.
-        stride, pad: an int or a pair; pad adds zeros on every side.
+        stride, pad: an int or a pair; pad adds zeros on every side
+            (``padding=`` is accepted too, PyTorch's name for it).
         bias: whether to add a bias per output channel.
         init: "he" (default, for ReLU networks) or "xavier"; fan_in = C kh kw.
 
@@ -75,10 +85,10 @@ class Conv2d(Layer):
 
     def __init__(self, in_channels: int | None, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0, bias: bool = True,
-                 init: str = "he", name: str | None = None) -> None:
+                 init: str = "he", name: str | None = None, *, padding: int | tuple[int, int] | None = None) -> None:
         super().__init__(name)
         self.in_channels = in_channels = int_setting(in_channels, self._label(), "in_channels", none_ok=True)
-        _set_geometry(self, out_channels, kernel_size, stride, pad, bias)
+        _set_geometry(self, out_channels, kernel_size, stride, _pad_or_padding(self, pad, padding), bias)
         self.init = check_init(self._label(), init)
         self.W: Parameter | None = None
         self.b: Parameter | None = None
@@ -133,10 +143,10 @@ class DepthwiseSeparableConv2d(Layer):
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, pad: int | tuple[int, int] = 0, bias: bool = True,
-                 init: str = "he", name: str | None = None) -> None:
+                 init: str = "he", name: str | None = None, *, padding: int | tuple[int, int] | None = None) -> None:
         super().__init__(name)
         self.in_channels = in_channels = int_setting(in_channels, self._label(), "in_channels")
-        _set_geometry(self, out_channels, kernel_size, stride, pad, bias)
+        _set_geometry(self, out_channels, kernel_size, stride, _pad_or_padding(self, pad, padding), bias)
         check_init(self._label(), init)
         kh, kw = self.kernel_size
         self.W_depth = Parameter(initialize((in_channels, 1, kh, kw), kh * kw, kh * kw, init))

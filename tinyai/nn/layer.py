@@ -36,6 +36,7 @@ import numpy as np
 from tinyai.autograd import Variable, as_variable
 from tinyai.backend import get_array_module, is_array, to_cpu
 from tinyai.backend.device import CPU, Device, as_device, device_of
+from tinyai.backend.pytorch_names import attribute_error
 from tinyai.nn.parameter import Parameter
 
 _PARAM, _BUFFER, _LAYER = "param", "buffer", "layer"
@@ -169,10 +170,21 @@ class Layer:
         return sum(int(p.size) for p in self.params())
 
     # -- gradients and modes ------------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: says tinyai's name for a PyTorch habit.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise attribute_error(self, "Layer", name)
+
     def clear_grads(self) -> None:
         """Forget every Parameter's gradient (call before each backward pass)."""
         for p in self.params():
             p.clear_grad()
+
+    # PyTorch's names for the same methods (aliases: one implementation).
+    parameters = params
+    named_parameters = named_params
+    zero_grad = clear_grads
 
     def train(self, mode: bool = True) -> "Layer":
         """Put this layer and all below it in train mode (or test mode with False); returns self."""

@@ -10,14 +10,16 @@ from typing import Any
 
 from tinyai import functions as F
 from tinyai.autograd import Variable
-from tinyai.nn.conv import _check_image, _pair
+from tinyai.nn.conv import _check_image, _pad_or_padding, _pair
 from tinyai.nn.layer import Layer
 
 
 class _Pool2d(Layer):
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
-                 pad: int | tuple[int, int] = 0, name: str | None = None) -> None:
+                 pad: int | tuple[int, int] = 0, name: str | None = None, *,
+                 padding: int | tuple[int, int] | None = None) -> None:
         super().__init__(name)
+        pad = _pad_or_padding(self, pad, padding)
         self.kernel_size = _pair(self, kernel_size, "kernel_size", 1)
         self.stride = self.kernel_size if stride is None else _pair(self, stride, "stride", 1)
         self.pad = _pair(self, pad, "pad", 0)

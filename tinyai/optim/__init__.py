@@ -13,3 +13,10 @@ __all__ = [
     "Optimizer", "SGD", "Momentum", "AdaGrad", "RMSprop", "Adam", "AdamW", "clip_grad_norm",
     "LRSchedule", "StepLR", "CosineAnnealing", "LinearWarmup", "warmup_cosine",
 ]
+
+
+def __getattr__(name: str):
+    # Only reached for a missing name: says tinyai's name for a PyTorch habit.
+    from tinyai.backend.pytorch_names import module_attribute_error
+
+    raise module_attribute_error(__name__, name)

@@ -27,6 +27,7 @@ from typing import Any, Iterator
 
 from tinyai.autograd import Variable, no_grad
 from tinyai.backend import get_array_module, is_array, to_cpu
+from tinyai.backend.pytorch_names import attribute_error
 from tinyai.backend.settings import is_number
 from tinyai.nn import Layer
 
@@ -238,6 +239,15 @@ class Optimizer:
         """Forget every parameter's gradient (call before the next backward)."""
         for p in self.params():
             p.grad = None
+
+    # PyTorch's name for the same method.
+    zero_grad = clear_grads
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: says tinyai's name for a PyTorch habit.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise attribute_error(self, "Optimizer", name)
 
     def _apply_weight_decay(self, data: Any, grad: Any) -> Any:
         """L2 regularisation folded into the gradient: g + wd * p (a new array)."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from tinyai.autograd import Variable, no_grad, test_mode
 from tinyai.backend import get_default_dtype, is_array, to_cpu
+from tinyai.backend.pytorch_names import attribute_error
 from tinyai.nn import Layer, Linear, Parameter
 from tinyai.training.npz_files import read_npz, write_npz_atomic
 
@@ -150,6 +151,17 @@ class Model:
 
     def clear_grads(self) -> None:
         self.block.clear_grads()
+
+    # PyTorch's names for the same methods (aliases: one implementation).
+    parameters = params
+    named_parameters = named_params
+    zero_grad = clear_grads
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: says tinyai's name for a PyTorch habit.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise attribute_error(self, "Model", name)
 
     def train(self, mode: bool = True) -> "Model":
         self.block.train(mode)
