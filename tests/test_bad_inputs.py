@@ -243,6 +243,13 @@ def test_numpy_integers_are_accepted_as_sizes_and_stored_as_ints(build):
     assert sizes and all(type(v) is int for v in sizes.values()), sizes
 
 
+def test_numpy_numbers_are_accepted_by_dropout_and_the_parallel_parts():
+    from tinyai.parallel.aggregator import GradientAggregator
+    assert nn.Dropout(np.float32(0.25)).ratio == 0.25
+    assert F.dropout(f32(3), np.float32(0.0)).shape == (3,)
+    GradientAggregator(np.int64(2))
+
+
 def test_numpy_integers_are_accepted_by_the_trainer():
     trainer = Trainer(np.int64(3), accumulate_steps=np.int64(2), eval_every=np.int32(1), thread_count=np.int64(0),
                       progress=None)

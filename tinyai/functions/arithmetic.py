@@ -96,6 +96,8 @@ class Pow(Function):
 
     def backward(self, gy):
         x, = self.saved_inputs()
+        if self.c == 0:  # x**0 is constant: 0, also at x = 0, where c * x**(c - 1) is 0 * inf = NaN
+            return gy * 0
         return gy * self.c * x ** (self.c - 1)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from tinyai.autograd import Function, Variable, as_variable, is_train_mode
 from tinyai.backend import uniform_like
+from tinyai.backend.settings import is_number
 
 
 class Dropout(Function):
@@ -47,7 +48,7 @@ def dropout(x: Any, ratio: float = 0.5) -> Variable:
     ...     dropout(np.ones(3)).data.tolist()
     [1.0, 1.0, 1.0]
     """
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1:
+    if not is_number(ratio) or not 0 <= ratio < 1:
         raise ValueError(f"dropout: ratio must be a number in [0, 1), got {ratio!r}")
     x = as_variable(x)
     if not is_train_mode() or ratio == 0:

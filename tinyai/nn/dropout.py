@@ -5,6 +5,7 @@ from typing import Any
 
 from tinyai import functions as F
 from tinyai.autograd import Variable, is_train_mode
+from tinyai.backend.settings import is_number
 from tinyai.nn.layer import Layer
 
 
@@ -23,7 +24,7 @@ class Dropout(Layer):
 
     def __init__(self, ratio: float = 0.5, name: str | None = None) -> None:
         super().__init__(name)
-        if not isinstance(ratio, (int, float)) or not 0.0 <= ratio < 1.0:
+        if not is_number(ratio) or not 0.0 <= ratio < 1.0:
             raise ValueError(f"{self._label()}: ratio must be in [0, 1), got {ratio!r}")
         self.ratio = float(ratio)
 

@@ -24,9 +24,8 @@ import threading
 from typing import Any, Mapping
 
 from tinyai.autograd import Variable
-from tinyai.nn import Parameter
-
 from tinyai.backend.settings import is_int
+from tinyai.nn import Parameter
 
 
 class GradientAggregator:
@@ -66,7 +65,7 @@ class GradientAggregator:
         ``batch_size`` every submission has weight 1 (equal weights); a step
         must not mix weighted and unweighted submissions.
         """
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+        if batch_size is not None and (not is_int(batch_size)
                                        or batch_size <= 0):
             raise ValueError(f"GradientAggregator.submit_gradients: batch_size must be a positive int or None, "
                              f"got {batch_size!r}")

@@ -7,6 +7,7 @@ import pickle
 from typing import Any, Mapping
 
 from tinyai.autograd import Variable
+from tinyai.backend.settings import is_int
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def get_recommended_thread_count(batch_count: int) -> int:
     >>> get_recommended_thread_count(1)
     1
     """
-    if isinstance(batch_count, bool) or not isinstance(batch_count, int) or batch_count < 0:
+    if not is_int(batch_count) or batch_count < 0:
         raise ValueError(f"get_recommended_thread_count: batch_count must be an int >= 0, got {batch_count!r}")
     cores = os.cpu_count() or 1
     return max(1, min(int(cores * 0.75), batch_count))

@@ -48,6 +48,7 @@ import numpy as np
 
 from tinyai.autograd import Variable, as_variable
 from tinyai.backend import get_array_module
+from tinyai.backend.settings import is_int
 from tinyai.functions.cast import cast
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class MixedPrecision:
             raise ValueError(f"MixedPrecision: growth_factor must be > 1, got {growth_factor}")
         if not 0 < backoff_factor < 1:
             raise ValueError(f"MixedPrecision: backoff_factor must lie in (0, 1), got {backoff_factor}")
-        if isinstance(growth_interval, bool) or not isinstance(growth_interval, int) or growth_interval < 1:
+        if not is_int(growth_interval) or growth_interval < 1:
             raise ValueError(f"MixedPrecision: growth_interval must be an int >= 1, got {growth_interval!r}")
         self.model = model
         self.optimizer = optimizer

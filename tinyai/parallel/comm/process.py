@@ -39,6 +39,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tinyai.backend.settings import is_int
 from tinyai.parallel.comm.base import Communicator, CommunicatorError
 from tinyai.parallel.comm.payload import (
     HEADER_BYTES,
@@ -83,7 +84,7 @@ class ProcessWorld:
 
     def __init__(self, size: int, timeout: float = 60.0, context: Any = None,
                  capacity: int = DEFAULT_CAPACITY, messages: bool = True) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        if not is_int(size) or size < 1:
             raise ValueError(f"ProcessWorld: size must be an int >= 1, got {size!r}")
         if capacity < 64:
             raise ValueError(f"ProcessWorld: capacity must be at least 64 bytes, got {capacity}")

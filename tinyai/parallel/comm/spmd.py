@@ -53,6 +53,7 @@ from multiprocessing import shared_memory
 from multiprocessing.connection import wait
 from typing import Any, Callable, Sequence
 
+from tinyai.backend.settings import is_int
 from tinyai.parallel.comm.base import CommunicatorError
 from tinyai.parallel.comm.process import LEADER_GRACE, ProcessWorld
 
@@ -89,7 +90,7 @@ def spmd(fn: Callable[..., Any], world_size: int, backend: str = "thread", timeo
         SpmdError: a rank raised (or died); the message names it and holds
             its traceback. The other ranks have been ended.
     """
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+    if not is_int(world_size) or world_size < 1:
         raise ValueError(f"spmd: world_size must be an int >= 1, got {world_size!r}")
     if backend == "thread":
         return _run_threads(fn, world_size, timeout, tuple(args))

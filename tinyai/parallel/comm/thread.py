@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from tinyai.backend.settings import is_int
 from tinyai.parallel.comm.base import Communicator, CommunicatorError
 from tinyai.parallel.comm.payload import (
     Payload,
@@ -52,7 +53,7 @@ class ThreadWorld:
     """
 
     def __init__(self, size: int, timeout: float = 60.0) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        if not is_int(size) or size < 1:
             raise ValueError(f"ThreadWorld: size must be an int >= 1, got {size!r}")
         self.size = size
         self.timeout = float(timeout)
