@@ -220,6 +220,21 @@ def test_fused_optimizer_kernels_match_their_references(rule, dtype, device):
         np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_softmax_cross_entropy_gradient_matches_its_reference(dtype, device):
+    from tinyai.functions import fused
+
+    r = np.random.default_rng(4)
+    x = r.standard_normal((6, 5, 7)).astype(dtype) * 3
+    labels = r.integers(0, 7, (6, 5))
+    lse = np.log(np.exp(x).sum(axis=-1)).reshape(-1)
+    expected = fused.softmax_cross_entropy_grad_reference(x, labels, lse, 0.25)
+    got = fused.softmax_cross_entropy_grad(device.asarray(x), device.asarray(labels), device.asarray(lse),
+                                           device.asarray(np.asarray(0.25, dtype)))
+    assert ta.get_array_module(got) is device and got.dtype == dtype
+    np.testing.assert_allclose(host(got), expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", ["SGD", "Momentum", "Adam", "AdamW", "RMSprop", "AdaGrad"])
 def test_optimizers_step_a_device_model_as_on_the_host(name, device):
     def train(on_device):

@@ -10,6 +10,7 @@ from typing import Any
 from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module
 from tinyai.functions.activations import sigmoid
+from tinyai.functions.fused import softmax_cross_entropy_grad
 from tinyai.functions.reductions import mean
 from tinyai.functions.softmax import softmax
 
@@ -43,14 +44,18 @@ class SoftmaxCrossEntropy(Function):
         t2 = t.reshape(-1)
         _check_labels("softmax_cross_entropy", t2, x2.shape[0], n_classes)
         self.labels = t  # constants for backward
-        shifted = x2 - x2.max(axis=1, keepdims=True)
+        row_max = x2.max(axis=1, keepdims=True)
+        shifted = x2 - row_max
         log_z = xp.log(xp.exp(shifted).sum(axis=1))
+        self.lse = log_z + row_max[:, 0]  # log-sum-exp of each row: softmax for backward, without a recount
         picked = shifted[xp.arange(x2.shape[0]), t2]
         return xp.asarray((log_z - picked).mean(), dtype=x.dtype)
 
     def backward(self, gy):
         x, _ = self.saved_inputs()
         labels = self.labels
+        if not isinstance(gy, Variable):  # plain backward: one fused kernel on a GPU
+            return softmax_cross_entropy_grad(x, labels, self.lse, gy * (1.0 / labels.size)), None
         onehot = get_array_module(labels).eye(x.shape[-1], dtype=x.dtype)[labels]
         return (softmax(x) - onehot) * (gy * (1.0 / labels.size)), None
 
