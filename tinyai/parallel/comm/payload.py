@@ -9,6 +9,8 @@ the transport: checking arguments, reducing in rank order, and the blocks of
 """
 from __future__ import annotations
 
+import functools
+import struct
 import types
 from typing import Any, Sequence
 
@@ -73,9 +75,10 @@ class Payload:
         return on_module(result, self.xp)
 
 
-HEADER_BYTES = 256  # what describes an array on the wire: ndim, device flag, byte count, shape, dtype
+HEADER_BYTES = 256  # what describes an array on the wire: ndim, device code, byte count, shape, dtype
 MAX_DIMS = 24
-_DTYPE_AT = 8 * (3 + MAX_DIMS)
+# Three int64 (ndim, device, nbytes), MAX_DIMS int64 of shape, then the dtype string ("<f8"), zero-padded.
+_HEADER = struct.Struct(f"<3q{MAX_DIMS}q{HEADER_BYTES - 8 * (3 + MAX_DIMS)}s")
 
 
 class Spec:
@@ -85,29 +88,29 @@ class Spec:
         self.shape, self.dtype, self.nbytes, self.device = shape, dtype, nbytes, device
 
 
-def write_header(header: np.ndarray, host: np.ndarray | None, device: int) -> None:
-    """Describe ``host`` (or "nothing", for None) in the HEADER_BYTES uint8 array ``header``."""
-    numbers = header[:_DTYPE_AT].view(np.int64)
+def write_header(header: Any, host: np.ndarray | None, device: int) -> None:
+    """Describe ``host`` (or "nothing", for None) in ``header``, a writable buffer of HEADER_BYTES bytes."""
     if host is None:
-        numbers[0] = -1
+        struct.pack_into("<q", header, 0, -1)
         return
     if host.ndim > MAX_DIMS:
         raise ValueError(f"communicator: arrays may have at most {MAX_DIMS} dimensions, got {host.ndim}")
-    numbers[:3] = (host.ndim, device, host.nbytes)
-    numbers[3:3 + host.ndim] = host.shape
-    text = host.dtype.str.encode("ascii")
-    header[_DTYPE_AT:] = 0
-    header[_DTYPE_AT:_DTYPE_AT + len(text)] = np.frombuffer(text, dtype=np.uint8)
+    shape = host.shape + (0,) * (MAX_DIMS - host.ndim)
+    _HEADER.pack_into(header, 0, host.ndim, device, host.nbytes, *shape, host.dtype.str.encode("ascii"))
 
 
-def read_header(header: np.ndarray) -> Spec | None:
+def read_header(header: Any) -> Spec | None:
     """The Spec written by ``write_header``, or None for "nothing"."""
-    numbers = header[:_DTYPE_AT].view(np.int64)
-    ndim = int(numbers[0])
+    values = _HEADER.unpack_from(header, 0)
+    ndim = values[0]
     if ndim < 0:
         return None
-    dtype = np.dtype(bytes(header[_DTYPE_AT:]).rstrip(b"\0").decode("ascii"))
-    return Spec(tuple(int(d) for d in numbers[3:3 + ndim]), dtype, int(numbers[2]), int(numbers[1]))
+    return Spec(values[3:3 + ndim], _dtype(values[-1]), values[2], values[1])
+
+
+@functools.lru_cache(maxsize=64)
+def _dtype(text: bytes) -> np.dtype:
+    return np.dtype(text.rstrip(b"\0").decode("ascii"))
 
 
 def contiguous(array: Any) -> np.ndarray:

@@ -29,6 +29,7 @@ and gives up after ``timeout`` seconds naming the rank it waited for.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 import queue
@@ -99,6 +100,7 @@ class ProcessWorld:
         segment = shared_memory.SharedMemory(create=True, size=CONTROL_BYTES + size * (HEADER_BYTES + self.capacity))
         self.segment_name = segment.name
         self._segment: shared_memory.SharedMemory | None = segment
+        self._views: tuple | None = None  # control, reason, headers, data: numpy views of the block
         self._pending: list[tuple] = []  # messages received here before anyone asked for them
         self._control()[:2] = (0, -1)
         self._finalizer = weakref.finalize(self, _free_segment, segment, True)
@@ -108,6 +110,7 @@ class ProcessWorld:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_segment"] = None  # the child attaches by name
+        state["_views"] = None
         state["_finalizer"] = None
         state["_pending"] = []
         return state
@@ -121,20 +124,35 @@ class ProcessWorld:
             # only registers a name it already knows, and the parent unlinks.
             self._segment = shared_memory.SharedMemory(name=self.segment_name)
             self._finalizer = weakref.finalize(self, _free_segment, self._segment, False)
+        if self._views is None:
+            self._views = self._make_views(self._segment)
         return self._segment
 
-    # --- the block, seen as arrays ----------------------------------------------------------
+    # --- the block, seen as arrays (made once per process) ------------------------------------
+
+    def _make_views(self, segment: shared_memory.SharedMemory) -> tuple:
+        buf, slot = segment.buf, HEADER_BYTES + self.capacity
+        control = np.ndarray((2,), dtype=np.int64, buffer=buf)
+        reason = np.ndarray((CONTROL_BYTES - 16,), dtype=np.uint8, buffer=buf, offset=16)
+        headers = [np.ndarray((HEADER_BYTES,), dtype=np.uint8, buffer=buf, offset=CONTROL_BYTES + r * slot)
+                   for r in range(self.size)]
+        data = [np.ndarray((self.capacity,), dtype=np.uint8, buffer=buf, offset=CONTROL_BYTES + r * slot + HEADER_BYTES)
+                for r in range(self.size)]
+        return control, reason, headers, data
 
     def _control(self) -> np.ndarray:
-        return np.ndarray((2,), dtype=np.int64, buffer=self._attach().buf)
+        self._attach()
+        return self._views[0]
 
     def header(self, rank: int) -> np.ndarray:
-        offset = CONTROL_BYTES + rank * (HEADER_BYTES + self.capacity)
-        return np.ndarray((HEADER_BYTES,), dtype=np.uint8, buffer=self._attach().buf, offset=offset)
+        """Rank ``rank``'s slot header (HEADER_BYTES bytes: what it posted)."""
+        self._attach()
+        return self._views[2][rank]
 
     def data(self, rank: int) -> np.ndarray:
-        offset = CONTROL_BYTES + rank * (HEADER_BYTES + self.capacity) + HEADER_BYTES
-        return np.ndarray((self.capacity,), dtype=np.uint8, buffer=self._attach().buf, offset=offset)
+        """Rank ``rank``'s slot data (``capacity`` bytes)."""
+        self._attach()
+        return self._views[3][rank]
 
     # --- public -----------------------------------------------------------------------------
 
@@ -164,7 +182,7 @@ class ProcessWorld:
             if control[0]:
                 return
             text = (reason or "").encode("utf-8", "replace")[:CONTROL_BYTES - 17]
-            reason_area = np.ndarray((CONTROL_BYTES - 16,), dtype=np.uint8, buffer=self._attach().buf, offset=16)
+            reason_area = self._views[1]
             reason_area[:] = 0
             reason_area[:len(text)] = np.frombuffer(text, dtype=np.uint8)
             control[1] = -1 if rank is None else rank
@@ -177,8 +195,7 @@ class ProcessWorld:
         if not control[0]:
             return None
         rank = int(control[1])
-        reason_area = np.ndarray((CONTROL_BYTES - 16,), dtype=np.uint8, buffer=self._attach().buf, offset=16)
-        reason = bytes(reason_area).rstrip(b"\0").decode("utf-8", "replace")
+        reason = bytes(self._views[1]).rstrip(b"\0").decode("utf-8", "replace")
         who = f"rank {rank}" if rank >= 0 else "a rank"
         return CommunicatorError(f"{who} failed" + (f": {reason}" if reason else ""), rank=rank if rank >= 0 else None)
 
@@ -200,6 +217,7 @@ class ProcessWorld:
 
     def close(self) -> None:
         """Unmap the block; in the process that created it, also free it. Safe to call twice."""
+        self._views = None  # no view may hold the mapping open
         if self._finalizer is not None:
             self._finalizer()
         self._segment = None
@@ -290,6 +308,7 @@ class ProcessCommunicator(Communicator):
         if world.failure is not None:
             raise self._error(op)
         capacity = world.capacity
+        slots = world._views[3]  # noqa: SLF001 - every rank's data area
         mine = as_bytes(host) if host is not None else None
         write_header(world.header(self.world_rank), host, device)
         specs: list = []
@@ -297,7 +316,7 @@ class ProcessCommunicator(Communicator):
         while k < rounds:
             if mine is not None:
                 chunk = mine[k * capacity:(k + 1) * capacity]
-                world.data(self.world_rank)[:chunk.size] = chunk
+                slots[self.world_rank][:chunk.size] = chunk
             self._sync(op)
             error = None
             try:
@@ -305,7 +324,7 @@ class ProcessCommunicator(Communicator):
                     specs = [read_header(world.header(m)) for m in self._members]
                     check(specs)
                     rounds = max([1] + [-(-s.nbytes // capacity) for s in specs if s is not None])
-                consume(k, specs, lambda i: world.data(self._members[i]))
+                consume(k, specs, lambda i: slots[self._members[i]])
             except Exception as exc:  # every rank read the same slots, so every rank raises the same
                 error = exc
             self._sync(op)
@@ -319,7 +338,7 @@ class ProcessCommunicator(Communicator):
         host = payload.host()
         dtype = host.dtype
         per_round = self._world.capacity // dtype.itemsize
-        row_size = int(np.prod(host.shape[1:], dtype=np.int64)) if host.ndim else 1
+        row_size = math.prod(host.shape[1:]) if host.ndim else 1
         start, stop = rows if rows is not None else (0, host.shape[0] if host.ndim else 1)
         first, last = start * row_size, stop * row_size  # the elements this rank keeps
         shape = ((stop - start),) + host.shape[1:] if rows is not None else host.shape
