@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 OPS = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": np.minimum}
 
@@ -179,6 +180,63 @@ def compare(results: list[dict[str, np.ndarray]], size: int) -> None:
                 assert value_got.dtype == value.dtype, (rank, name, value_got.dtype)
 
 
+def argument_errors(comm):
+    """Each bad call raises on the rank(s) that made it, naming the operation; the communicator stays usable."""
+    messages = {}
+
+    def record(name, call):
+        with pytest.raises((ValueError, TypeError)) as info:
+            call()
+        messages[name] = f"{info.type.__name__}: {info.value}"
+
+    rank = comm.rank
+    record("shape", lambda: comm.allreduce(np.zeros(2 + rank)))
+    record("dtype", lambda: comm.allreduce(np.zeros(2, dtype=np.float32 if rank else np.float64)))
+    record("gather", lambda: comm.allgather(np.zeros((1, 2 + rank))))
+    record("scatter_shape", lambda: comm.reduce_scatter(np.zeros((3, 1 + rank))))
+    record("op", lambda: comm.allreduce(1.0, op="average"))
+    record("bool_sum", lambda: comm.allreduce(np.array([True])))
+    record("object", lambda: comm.allreduce(np.array(["a"])))
+    record("list", lambda: comm.allreduce([1.0, 2.0]))
+    record("scatter_scalar", lambda: comm.reduce_scatter(1.0))
+    record("root", lambda: comm.broadcast(np.zeros(1), root=comm.size))
+    record("dest", lambda: comm.send(np.zeros(1), dest=-1))
+    record("source", lambda: comm.recv(source=comm.size))
+    record("source_type", lambda: comm.recv(source=0.5))
+    record("tag", lambda: comm.send(np.zeros(1), dest=0, tag=-3))
+    record("color", lambda: comm.split("red"))
+    record("color_negative", lambda: comm.split(-2))
+    record("key", lambda: comm.split(0, key=1.5))
+    messages["still_works"] = comm.allreduce(np.array([1.0]))[0]
+    messages["any"] = comm.allreduce(np.array([rank == 1]), op="max")[0]
+    return messages
+
+
+def check_argument_errors(results: list[dict], size: int) -> None:
+    """What ``argument_errors`` must have seen on every rank of a world of ``size``."""
+    assert len(results) == size
+    for rank, messages in enumerate(results):
+        assert "allreduce" in messages["shape"] and "rank 0: shape (2,)" in messages["shape"] \
+            and "rank 1: shape (3,)" in messages["shape"]
+        assert "float32" in messages["dtype"] and "float64" in messages["dtype"]
+        assert messages["gather"].startswith("ValueError: allgather") and "first dimension" in messages["gather"]
+        assert messages["scatter_shape"].startswith("ValueError: reduce_scatter")
+        assert "unknown op 'average'" in messages["op"]
+        assert "boolean" in messages["bool_sum"]
+        assert messages["object"].startswith("TypeError: allreduce") and "<U1" in messages["object"]
+        assert messages["list"] == "TypeError: allreduce: expected a number or an array, got list"
+        assert "reduce_scatter" in messages["scatter_scalar"] and "scalar" in messages["scatter_scalar"]
+        assert messages["root"] == f"ValueError: broadcast: root {size} is not a rank of this communicator (0 .. {size - 1})"
+        assert messages["dest"].startswith("ValueError: send: dest -1")
+        assert messages["source"].startswith(f"ValueError: recv: source {size}")
+        assert messages["source_type"] == "TypeError: recv: source must be an int rank, got float"
+        assert messages["tag"].startswith("ValueError: send: tag")
+        assert messages["color"].startswith("TypeError: split: color") and "str" in messages["color"]
+        assert messages["color_negative"].startswith("ValueError: split: color")
+        assert messages["key"] == "TypeError: split: key must be an int, got float"
+        assert messages["still_works"] == size and messages["any"]
+
+
 def in_world(world, rank: int, members: list[int], conn) -> None:
     """A process started by hand, as an executor starts its workers, running every_operation."""
     conn.send(every_operation(world.communicator(rank, members=members)))
@@ -238,6 +296,8 @@ def main(scenario: str, out: str) -> None:
     comm = mpi_world(timeout=60)
     if scenario == "all":
         np.savez(f"{out}/rank{comm.rank}.npz", **every_operation(comm))
+        errors = {name: np.array(value) for name, value in argument_errors(comm).items()}
+        np.savez(f"{out}/rank{comm.rank}.errors.npz", **errors)
     elif scenario == "fail":
         comm.barrier()
         if comm.rank == 1:

@@ -86,61 +86,9 @@ def test_process_world_in_rounds_and_on_a_subset_of_its_ranks():
     assert name not in shared_segments()
 
 
-def argument_errors(comm):
-    """Each bad call raises on the rank(s) that made it, naming the operation; the communicator stays usable."""
-    messages = {}
-
-    def record(name, call):
-        with pytest.raises((ValueError, TypeError)) as info:
-            call()
-        messages[name] = f"{info.type.__name__}: {info.value}"
-
-    rank = comm.rank
-    record("shape", lambda: comm.allreduce(np.zeros(2 + rank)))
-    record("dtype", lambda: comm.allreduce(np.zeros(2, dtype=np.float32 if rank else np.float64)))
-    record("gather", lambda: comm.allgather(np.zeros((1, 2 + rank))))
-    record("scatter_shape", lambda: comm.reduce_scatter(np.zeros((3, 1 + rank))))
-    record("op", lambda: comm.allreduce(1.0, op="average"))
-    record("bool_sum", lambda: comm.allreduce(np.array([True])))
-    record("object", lambda: comm.allreduce(np.array(["a"])))
-    record("list", lambda: comm.allreduce([1.0, 2.0]))
-    record("scatter_scalar", lambda: comm.reduce_scatter(1.0))
-    record("root", lambda: comm.broadcast(np.zeros(1), root=comm.size))
-    record("dest", lambda: comm.send(np.zeros(1), dest=-1))
-    record("source", lambda: comm.recv(source=comm.size))
-    record("source_type", lambda: comm.recv(source=0.5))
-    record("tag", lambda: comm.send(np.zeros(1), dest=0, tag=-3))
-    record("color", lambda: comm.split("red"))
-    record("color_negative", lambda: comm.split(-2))
-    record("key", lambda: comm.split(0, key=1.5))
-    messages["still_works"] = comm.allreduce(np.array([1.0]))[0]
-    messages["any"] = comm.allreduce(np.array([rank == 1]), op="max")[0]
-    return messages
-
-
 @pytest.mark.parametrize("backend", ["thread", "process"])
 def test_argument_errors_name_the_operation(backend):
-    results = spmd(argument_errors, 2, backend=backend, timeout=30)
-    for rank, messages in enumerate(results):
-        assert "allreduce" in messages["shape"] and "rank 0: shape (2,)" in messages["shape"] \
-            and "rank 1: shape (3,)" in messages["shape"]
-        assert "float32" in messages["dtype"] and "float64" in messages["dtype"]
-        assert messages["gather"].startswith("ValueError: allgather") and "first dimension" in messages["gather"]
-        assert messages["scatter_shape"].startswith("ValueError: reduce_scatter")
-        assert "unknown op 'average'" in messages["op"]
-        assert "boolean" in messages["bool_sum"]
-        assert messages["object"].startswith("TypeError: allreduce") and "<U1" in messages["object"]
-        assert messages["list"] == "TypeError: allreduce: expected a number or an array, got list"
-        assert "reduce_scatter" in messages["scatter_scalar"] and "scalar" in messages["scatter_scalar"]
-        assert messages["root"] == "ValueError: broadcast: root 2 is not a rank of this communicator (0 .. 1)"
-        assert messages["dest"].startswith("ValueError: send: dest -1")
-        assert messages["source"].startswith("ValueError: recv: source 2")
-        assert messages["source_type"] == "TypeError: recv: source must be an int rank, got float"
-        assert messages["tag"].startswith("ValueError: send: tag")
-        assert messages["color"].startswith("TypeError: split: color") and "str" in messages["color"]
-        assert messages["color_negative"].startswith("ValueError: split: color")
-        assert messages["key"] == "TypeError: split: key must be an int, got float"
-        assert messages["still_works"] == 2.0 and messages["any"]
+    comm_programs.check_argument_errors(spmd(comm_programs.argument_errors, 2, backend=backend, timeout=30), 2)
 
 
 def leave_early(comm):
@@ -254,3 +202,32 @@ def test_thread_world_abort_releases_waiting_ranks():
     assert "rank 1 failed: worker 1 raised MemoryError" in str(errors[0])
     with pytest.raises(CommunicatorError, match="barrier on rank 0"):  # an aborted world stays aborted
         world.communicator(0).barrier()
+    world.reset()  # until reset, between two steps of an executor
+    sums = spmd_on(world, lambda comm: comm.allreduce(comm.rank + 1.0))
+    assert sums == [3.0, 3.0]
+
+
+def spmd_on(world, fn, members=None):
+    """Run fn on threads of an existing ThreadWorld (as an executor does), over ``members``."""
+    import threading
+
+    count = world.size if members is None else len(members)
+    results = [None] * count
+
+    def run(rank):
+        results[rank] = fn(world.communicator(rank, members=members))
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def test_thread_world_on_a_subset_of_its_ranks():
+    world = ThreadWorld(4, timeout=30)
+    results = spmd_on(world, comm_programs.every_operation, members=[3, 1, 0])
+    comm_programs.compare(results, 3)
+    with pytest.raises(ValueError, match="members must be distinct ranks of 0 .. 3, got \\[1, 1\\]"):
+        world.communicator(0, members=[1, 1])

@@ -48,6 +48,14 @@ POLL_SECONDS = 0.05  # how often a waiting receiver looks whether a peer has fai
 class ThreadWorld:
     """What ``size`` threads share to talk: boards, barriers, message queues, and who failed.
 
+    Make one per group of threads; each thread then works through its own
+    ``world.communicator(rank)``. ``tinyai.parallel.spmd`` does this for you.
+
+    Args:
+        size: number of ranks.
+        timeout: seconds a rank waits for a peer (in a collective or a recv)
+            before naming it as failed.
+
     >>> world = ThreadWorld(2)
     >>> # in thread r:  comm = world.communicator(r); comm.allreduce(x)
     """
@@ -63,6 +71,7 @@ class ThreadWorld:
         self._lock = threading.Lock()
         self._contexts = itertools.count()
         self._groups: list[_Group] = []
+        self._subsets: dict[tuple[int, ...], _Group] = {}
         self.root = self.new_group(list(range(size)))
 
     def new_group(self, members: list[int]) -> "_Group":
@@ -74,9 +83,39 @@ class ThreadWorld:
                 group.barrier.abort()
         return group
 
-    def communicator(self, rank: int) -> "ThreadCommunicator":
-        """Rank ``rank``'s handle on the whole world."""
-        return ThreadCommunicator(self, self.root, check_rank(rank, self.size, "rank", "ThreadWorld.communicator"))
+    def communicator(self, rank: int, members: Any = None) -> "ThreadCommunicator":
+        """Rank ``rank``'s communicator over the whole world, or over the world ranks ``members`` only.
+
+        ``members`` (a list of world ranks, default all) lets a step use fewer
+        ranks than the world has without a collective ``split``: every
+        thread of the step must pass the same list.
+        """
+        if members is None:
+            group = self.root
+        else:
+            members = [int(m) for m in members]
+            if not members or len(set(members)) != len(members) or not all(0 <= m < self.size for m in members):
+                raise ValueError(f"ThreadWorld.communicator: members must be distinct ranks of 0 .. {self.size - 1}, "
+                                 f"got {members}")
+            with self._lock:
+                group = self._subsets.get(tuple(members))
+            if group is None:
+                made = self.new_group(members)
+                with self._lock:  # the first thread to ask makes it; the others take that one
+                    group = self._subsets.setdefault(tuple(members), made)
+        return ThreadCommunicator(self, group, check_rank(rank, len(group.members), "rank",
+                                                          "ThreadWorld.communicator"))
+
+    def reset(self) -> None:
+        """Forget a failure, for another round of work; only when no rank is inside a collective or recv."""
+        with self._lock:
+            self.failure = None
+            for group in self._groups:
+                group.barrier.reset()
+            for inbox, pending in zip(self.inboxes, self.pending):
+                pending.clear()
+                while not inbox.empty():
+                    inbox.get_nowait()
 
     def abort(self, rank: int | None = None, reason: str = "") -> None:
         """Record that ``rank`` failed and release every rank waiting in a collective or a recv.
