@@ -6,9 +6,10 @@ all-reduce training with the Trainer over MPI ranks.
 Every rank trains the same float64 MLP for two epochs with each setting of
 ``SETTINGS`` and writes its parameters and ``parallel_stats()`` to
 OUT_DIR/rank<k>.npz. The test trains the same set-up on 3 threads in its own
-process: the compressed runs must give the same parameters (each worker k
+process: every run must give the same parameters (each worker k
 compresses its own shard with ``compressor.for_worker(k)``, the decoded
-payloads are added in worker order, whatever carries them).
+payloads are added in worker order, whatever carries them; the ring
+sends the same chunks in the same order over threads and MPI).
 """
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ def settings():
     return {
         "topk_ef": {"compression": ErrorFeedback(TopK(0.2))},
         "int8": {"compression": "int8"},
+        "ring": {"allreduce_algorithm": "ring"},
     }
 
 

@@ -167,13 +167,18 @@ class CompressedAllReduce(Strategy):
         return f"CompressedAllReduce(compression={self.compressor!r}, algorithm={self.algorithm!r})"
 
 
-def _share_weighted_gradient(model: Any, name: str) -> Any:
-    """The worker's gradient of ``name`` as left by its shard (share-weighted), zeros if it has none."""
-    param = dict(model.named_params())[name]
-    if param.grad is None:
-        xp = get_array_module(param.data)
-        return xp.zeros(param.data.shape, dtype=param.data.dtype)
-    return param.grad.data
+def _share_weighted_gradients(model: Any, names: list[str]) -> list[Any]:
+    """The worker's gradients of ``names`` as its shard left them (share-weighted); zeros where none."""
+    params = dict(model.named_params())
+    grads = []
+    for name in names:
+        param = params[name]
+        if param.grad is None:
+            xp = get_array_module(param.data)
+            grads.append(xp.zeros(param.data.shape, dtype=param.data.dtype))
+        else:
+            grads.append(param.grad.data)
+    return grads
 
 
 def _compress_on_worker(worker: Any, compressor: Compressor, names: list[str], contribute: bool) -> Any:
@@ -190,7 +195,8 @@ def _compress_on_worker(worker: Any, compressor: Compressor, names: list[str], c
     own = worker.state["compressor"]
     if not contribute:
         return None
-    buffers = [own.compress(_share_weighted_gradient(worker.model, name), key=name).to_bytes() for name in names]
+    grads = _share_weighted_gradients(worker.model, names)
+    buffers = [own.compress(g, key=name).to_bytes() for name, g in zip(names, grads)]
     xp = get_array_module(buffers[0])
     return xp.concatenate(buffers) if len(buffers) > 1 else buffers[0]
 
@@ -198,7 +204,7 @@ def _compress_on_worker(worker: Any, compressor: Compressor, names: list[str], c
 def _ring_on_worker(worker: Any, comm: Any, names: list[str], contribute: bool) -> Any:
     """On worker k (anything with the worker's ``model``): its share-weighted gradients,
     flattened, summed over the workers by the ring."""
-    grads = [_share_weighted_gradient(worker.model, name) for name in names]
+    grads = _share_weighted_gradients(worker.model, names)
     xp = get_array_module(grads[0])
     flat = xp.concatenate([g.reshape(-1) for g in grads])
     if not contribute:
