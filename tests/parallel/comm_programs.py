@@ -244,6 +244,18 @@ def in_world(world, rank: int, members: list[int], conn) -> None:
     world.close()
 
 
+def every_operation_in_sizes(comm) -> dict:
+    """On a world of 4: every_operation on the world (size 4), on [0, 1, 2] and [3] (sizes 3 and 1)
+    and on [0, 1] and [2, 3] (size 2), sub-communicators made by split. One launch, every size."""
+    assert comm.size == 4
+    three_or_one = comm.split(0 if comm.rank < 3 else 1)
+    pairs = comm.split(comm.rank // 2)
+    runs = {4: every_operation(comm)}
+    runs[three_or_one.size] = every_operation(three_or_one)
+    runs[2] = every_operation(pairs)
+    return {"runs": runs, "names": shared_names(comm)}
+
+
 def shared_names(comm) -> list[str]:
     """The /dev/shm entries of a process world: its segment and its named semaphores."""
     world = comm._world  # noqa: SLF001 - the tests check that all of them are freed
