@@ -20,7 +20,8 @@ def _check_labels(name: str, labels, n_rows: int, n_classes: int) -> None:
         raise TypeError(f"{name}: labels must be integers (class indices), got dtype {labels.dtype}")
     if labels.size != n_rows:
         raise ValueError(f"{name}: {labels.size} labels for {n_rows} rows of logits")
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= n_classes):
+    # One device-to-host answer per batch (each int() on a GPU array is a synchronisation).
+    if labels.size and bool(((labels < 0) | (labels >= n_classes)).any()):
         raise ValueError(f"{name}: labels must lie in [0, {n_classes}), "
                          f"got values from {int(labels.min())} to {int(labels.max())}")
 

@@ -165,12 +165,12 @@ class MixedPrecision:
     # -- the update ------------------------------------------------------------------------
     def grads_are_finite(self) -> bool:
         """True when no Parameter's gradient holds inf or NaN."""
-        for _, p in self.model.named_params():
-            if p.grad is not None:
-                g = p.grad.data
-                if not bool(get_array_module(g).isfinite(g).all()):
-                    return False
-        return True
+        flags = [get_array_module(p.grad.data).isfinite(p.grad.data).all()
+                 for _, p in self.model.named_params() if p.grad is not None]
+        if not flags:
+            return True
+        # One answer from the device for all parameters (a GPU sync each would cost more than the check).
+        return bool(get_array_module(flags[0]).stack(flags).all())
 
     def step(self) -> bool:
         """Update the master weights, or skip the step if a gradient overflowed; adjust the scale.

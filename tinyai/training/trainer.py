@@ -441,7 +441,9 @@ class Trainer:
         if self._parallel.running:
             self._parallel.apply_update(self.optimizer)
         elif self.mixed_precision is not None:
-            self.mixed_precision.step()
+            # _step has checked these gradients (every batch of an accumulation group): finite.
+            self.mixed_precision.update_scale(True)
+            self.optimizer.update()
         else:
             self.optimizer.update()
 
