@@ -58,6 +58,13 @@ def _check_train_arguments(args: argparse.Namespace) -> None:
     """Everything that would otherwise fail only after training: checked first."""
     from tinyai.data.mnist import MNIST_FILES
 
+    if args.device != "cpu":
+        from tinyai.backend import as_device
+
+        try:
+            as_device(args.device)
+        except (ValueError, RuntimeError) as error:
+            raise ArgumentProblem(f"--device {args.device}: {error}") from None
     if args.plot:
         try:
             from matplotlib.figure import Figure
@@ -111,7 +118,7 @@ def _train(args: argparse.Namespace) -> int:
           flush=True)
     start = time.perf_counter()
     with Trainer(settings.epochs, evaluator=setup.evaluator, progress=not args.no_progress,
-                 checkpoint_path=args.checkpoint) as trainer:
+                 checkpoint_path=args.checkpoint, device=args.device, precision=args.precision) as trainer:
         trainer.init(setup.dataset, setup.model, setup.loss, setup.optimizer)
         if args.resume:
             trainer.load_checkpoint(args.resume)
@@ -167,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save", metavar="NPZ", help="save the trained weights to this file")
     train.add_argument("--checkpoint", metavar="NPZ", help="write a resumable checkpoint here after each epoch")
     train.add_argument("--resume", metavar="NPZ", help="continue training from this checkpoint")
+    train.add_argument("--device", default="cpu", help="where to train: cpu (default), gpu or gpu:N (needs CuPy)")
+    train.add_argument("--precision", choices=("float32", "mixed"), default="float32",
+                       help="mixed: float16 compute, float32 master weights, dynamic loss scaling")
     train.set_defaults(run=_train)
     return parser
 

@@ -87,6 +87,7 @@ def run_cli(*args, block_matplotlib=False, cwd=None):
     (["--data-dir", "{tmp}"], "needs at least t10k-images-idx3-ubyte"),
     (["--example", "spiral", "--data-dir", "{tmp}"], "--data-dir is for the MNIST examples"),
     (["--epochs", "0"], "--epochs and --batch-size must be >= 1"),
+    (["--device", "tpu"], "--device tpu: Device: expected 'cpu', 'gpu' or 'gpu:N'"),
 ])
 def test_bad_arguments_are_reported_at_once_in_one_line(tmp_path, capsys, args, expected):
     (tmp_path / "file.txt").write_text("not a directory")

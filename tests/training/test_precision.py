@@ -225,3 +225,13 @@ def test_float16_softmax_and_batch_norm_compute_in_float32_and_answer_in_float16
     np.testing.assert_allclose(y.data, (wide - wide.mean(0)) / np.sqrt(wide.var(0) + 1e-5), atol=1e-2)
     y.backward(np.ones_like(y.data))
     assert gamma.grad.dtype == np.float16
+
+
+def test_the_command_line_trains_in_mixed_precision(capsys):
+    from tinyai.cli import main
+
+    code = main(["train", "--example", "mnist-mlp", "--epochs", "1", "--batch-size", "32", "--lr", "0.1",
+                 "--optimizer", "sgd", "--limit", "600", "--no-progress", "--precision", "mixed"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert float(out.split("final test accuracy: ")[1].split("%")[0]) > 60.0
