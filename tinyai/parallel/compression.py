@@ -398,6 +398,15 @@ class RandomK(_Sparse):
 
 
 # -- error feedback -------------------------------------------------------------------------
+def _all_finite(array: Any) -> bool:
+    """No NaN or inf in ``array``: one sum (NaN and inf survive it), rechecked if the sum overflows."""
+    xp = get_array_module(array)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if bool(xp.isfinite(array.sum())):
+            return True
+    return bool(xp.isfinite(array).all())
+
+
 class ErrorFeedback(Compressor):
     """Wraps a compressor and carries what it dropped into the next step.
 
@@ -437,7 +446,11 @@ class ErrorFeedback(Compressor):
         else:
             corrected = array + residual
         payload = self.inner.compress(corrected)
-        self._residuals[key] = corrected - self.inner.decompress(payload)
+        if _all_finite(array):
+            self._residuals[key] = corrected - self.inner.decompress(payload)
+        # else: the payload carries the NaN or inf to the master, whose check skips this step
+        # (Trainer on_nan); kept in the residual it would poison every later step, so the
+        # residual stays as it was.
         return payload
 
     def decompress(self, payload: Payload) -> Any:

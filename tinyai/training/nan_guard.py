@@ -24,7 +24,11 @@ What happens then is the Trainer's ``on_nan`` setting:
 * ``"warn"``: warn (``RuntimeWarning``) and skip this batch's update;
 * ``"skip"``: skip this batch's update quietly (logged at INFO level).
 
-Either way a skipped update leaves the model as it was: finite.
+Either way a skipped update leaves the model as it was: finite. (Gradient
+compression with error feedback keeps, on each worker, what it did not send;
+it does not keep a non-finite gradient there, so the steps after a skipped
+one are clean. A strategy that updates by itself, without leaving the
+gradient on the master, must check its own updates.)
 """
 from __future__ import annotations
 
