@@ -11,8 +11,9 @@ So the Trainer checks, after ``backward`` and before the optimizer's update
 the master, which is where the update happens):
 
 1. the loss (a Python float, free to check);
-2. the gradients, cheaply: one sum per parameter. NaN and infinity survive
-   a sum, so a finite sum means a finite gradient (a sum that overflows
+2. the gradients, cheaply: one sum per parameter, added up on the device,
+   so one answer per step travels to the host. NaN and infinity survive a
+   sum, so a finite total means finite gradients (a total that overflows
    although every element is finite is rechecked element by element);
 3. only when something is wrong: which parameters' gradients hold NaN or
    infinity, and whether the batch's input does, for the message.
@@ -86,20 +87,30 @@ def _is_float_array(array: Any) -> bool:
 def non_finite_gradients(named_params: Iterable[tuple[str, Any]]) -> list[str]:
     """'fc1.W (3 NaN of 20 values)' for each parameter whose gradient is not all finite.
 
-    Costs one sum per parameter when all is well (the common case).
+    Costs one sum per parameter and, on a GPU, one device-to-host answer per
+    step when all is well (the common case): the sums are added up on the
+    device and only their total is looked at. NaN and inf survive a sum; a
+    total that overflows although every element is finite is rechecked
+    parameter by parameter.
     """
+    grads = []
+    for name, p in named_params:
+        grad = getattr(p, "grad", None)
+        if grad is not None and _is_float_array(grad.data):
+            grads.append((name, grad.data))
+    if not grads:
+        return []
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = None
+        for _, g in grads:
+            part = g.sum(dtype=g.dtype)
+            total = part if total is None else total + part
+        if bool(get_array_module(grads[0][1]).isfinite(total)):
+            return []
     found = []
-    with np.errstate(over="ignore", invalid="ignore"):  # an overflowing sum is rechecked below
-        for name, p in named_params:
-            grad = getattr(p, "grad", None)
-            if grad is None or not _is_float_array(grad.data):
-                continue
-            g = grad.data
-            xp = get_array_module(g)
-            if bool(xp.isfinite(g.sum())):
-                continue
-            if not bool(xp.isfinite(g).all()):
-                found.append(f"{name} ({_count_non_finite(g)})")
+    for name, g in grads:
+        if not bool(get_array_module(g).isfinite(g).all()):
+            found.append(f"{name} ({_count_non_finite(g)})")
     return found
 
 
