@@ -68,10 +68,14 @@ def test_every_operation_on_processes():
     assert not (names | world_names) & shared_segments()  # nothing left in /dev/shm
 
 
-def test_process_world_in_rounds_and_on_a_subset_of_its_ranks():
-    """An executor's view: processes it starts itself, a slot of 64 bytes (arrays cross in many
-    rounds), and a step that uses 3 of the world's 4 ranks, in the order [3, 1, 0]."""
-    context = mp.get_context("spawn")
+@pytest.mark.parametrize("start_method", ["spawn", "fork"])
+def test_process_world_in_rounds_and_on_a_subset_of_its_ranks(start_method):
+    """An executor's view: processes it starts itself ('fork' in a notebook), a slot of 64 bytes
+    (arrays cross in many rounds), and a step that uses 3 of the world's 4 ranks, in the order [3, 1, 0].
+    The children close the world; only its creator frees the block."""
+    if start_method not in mp.get_all_start_methods():
+        pytest.skip(f"this system cannot start processes by {start_method!r}")
+    context = mp.get_context(start_method)
     world = ProcessWorld(4, timeout=30, context=context, capacity=64)
     members = [3, 1, 0]
     pipes, processes = [], []
@@ -88,8 +92,10 @@ def test_process_world_in_rounds_and_on_a_subset_of_its_ranks():
         for process in processes:
             process.join(30)
         name = world.segment_name
+        children_closed = name in shared_segments()
         world.close()
     comm_programs.compare(results, len(members))
+    assert children_closed  # the children's close() left the block to its creator
     assert name not in shared_segments()
 
 

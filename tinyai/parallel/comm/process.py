@@ -219,7 +219,11 @@ class ProcessWorld:
         """Unmap the block; in the process that created it, also free it. Safe to call twice."""
         self._views = None  # no view may hold the mapping open
         if self._finalizer is not None:
-            self._finalizer()
+            if os.getpid() == self.creator_pid or self._finalizer.peek() is None:
+                self._finalizer()
+            else:  # a child started with 'fork' holds a copy of the creator's finalizer: unmap only
+                self._finalizer.detach()
+                _free_segment(self._segment, False)
         self._segment = None
 
 
