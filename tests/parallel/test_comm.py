@@ -179,6 +179,8 @@ def test_a_rank_that_never_arrives_is_named_after_the_timeout(backend):
     with pytest.raises(SpmdError) as info:
         spmd(leave_early, 3, backend=backend, timeout=0.5)
     assert info.value.rank in (0, 2)  # a rank that waited; it names the one that never came
+    assert isinstance(info.value.cause, CommunicatorError) and info.value.cause.rank == 1
+    assert info.value.cause.op == "allreduce"
     assert "allreduce" in str(info.value) and "rank 1" in str(info.value) and "0.5 s" in str(info.value)
     with pytest.raises(SpmdError) as info:
         spmd(wait_for_nothing, 2, backend=backend, timeout=0.5)

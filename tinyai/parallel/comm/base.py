@@ -56,6 +56,9 @@ class CommunicatorError(RuntimeError):
         self.op = op
         self.rank = rank
 
+    def __reduce__(self) -> tuple:  # keep op and rank when the error travels between processes
+        return (type(self), (str(self), self.op, self.rank))
+
 
 class Communicator(abc.ABC):
     """What one rank can ask of the others. One implementation per transport.

@@ -69,6 +69,9 @@ class SpmdError(RuntimeError):
         self.rank = rank
         self.cause = cause
 
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.rank, self.cause))
+
 
 def spmd(fn: Callable[..., Any], world_size: int, backend: str = "thread", timeout: float = 60.0,
          args: Sequence[Any] = ()) -> list[Any]:
