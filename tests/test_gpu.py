@@ -235,6 +235,52 @@ def test_fused_softmax_cross_entropy_gradient_matches_its_reference(dtype, devic
     np.testing.assert_allclose(host(got), expected, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7)
 
 
+POOL_GEOMETRIES = [((2, 3, 6, 6), (2, 2), (2, 2), (0, 0)), ((2, 3, 7, 5), (3, 3), (2, 2), (1, 1)),
+                   ((1, 2, 5, 6), (3, 2), (1, 2), (1, 0))]
+
+
+@pytest.mark.gpu
+@NO_GPU
+@pytest.mark.parametrize("shape, kernel, stride, pad", POOL_GEOMETRIES)
+def test_max_pool_kernels_match_the_array_version(shape, kernel, stride, pad):
+    import cupy  # noqa: PLC0415
+
+    from tinyai.functions import fused
+    from tinyai.functions.im2col import conv_output_size
+
+    r = np.random.default_rng(5)
+    x = (r.permutation(int(np.prod(shape))).reshape(shape) * 0.1).astype(np.float32)  # no ties
+    out_hw = tuple(conv_output_size(s, k, st, p) for s, k, st, p in zip(shape[2:], kernel, stride, pad))
+    xv = ta.Variable(x)
+    y = F.max_pool2d(xv, kernel, stride, pad)
+    gy = r.standard_normal(y.shape).astype(np.float32)
+    y.backward(gy)
+    got_y, winner = fused.max_pool_forward(cupy.asarray(x), out_hw, kernel, stride, pad)
+    np.testing.assert_array_equal(host(got_y), host(y))
+    gx = fused.max_pool_backward(cupy.asarray(gy), winner, shape, kernel, stride, pad)
+    np.testing.assert_allclose(host(gx), host(xv.grad), rtol=1e-6, atol=1e-6)
+    # The gather is the adjoint of the backward: <backward(gy), v> = <gy, gather(v)>.
+    v = r.standard_normal(shape).astype(np.float32)
+    gathered = fused.max_pool_gather(cupy.asarray(v), winner, kernel, stride, pad)
+    np.testing.assert_allclose(float((host(gx) * v).sum()), float((gy * host(gathered)).sum()), rtol=1e-4)
+
+
+@pytest.mark.gpu
+@NO_GPU
+@pytest.mark.parametrize("shape, kernel, stride, pad", POOL_GEOMETRIES)
+def test_col2im_kernel_matches_the_array_version(shape, kernel, stride, pad):
+    import cupy  # noqa: PLC0415
+
+    from tinyai.functions import fused
+    from tinyai.functions.im2col import col2im_array, conv_output_size
+
+    out_hw = tuple(conv_output_size(s, k, st, p) for s, k, st, p in zip(shape[2:], kernel, stride, pad))
+    col = np.random.default_rng(6).standard_normal((*shape[:2], *kernel, *out_hw))
+    expected = col2im_array(col, shape, kernel, stride, pad)
+    got = fused.col2im_gather(cupy.asarray(col), shape, kernel, stride, pad)
+    np.testing.assert_allclose(host(got), expected, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["SGD", "Momentum", "Adam", "AdamW", "RMSprop", "AdaGrad"])
 def test_optimizers_step_a_device_model_as_on_the_host(name, device):
     def train(on_device):
