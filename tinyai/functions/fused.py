@@ -171,3 +171,39 @@ def col2im_gather(col: Any, img_shape: Any, kernel: Any, stride: Any, pad: Any) 
         """)
     kernel_fn(cupy.ascontiguousarray(col), *_geometry_args(img_shape, col.shape[4:], kernel, stride, pad), img)
     return img
+
+
+def blocks_to_image_gather(blocks: Any, img_shape: Any, kernel: Any, stride: Any, pad: Any) -> Any:
+    """``tinyai.functions.im2col.blocks_to_image`` on CuPy, as one gather kernel.
+
+    ``blocks`` (kh * kw, N * OH * OW, C) holds element (i, j) of every window,
+    channels last; the result is the (N, C, H, W) image (laid out channels
+    last in memory) in which every pixel is the sum of the window slots that
+    copied it, computed by one thread per pixel instead of kh * kw additions.
+    """
+    import cupy  # noqa: PLC0415 - CuPy only
+
+    n, c, h, w = img_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    img = cupy.empty((n, h, w, c), dtype=blocks.dtype)
+    kernel_fn = _kernel(
+        "blocks_to_image_gather", f"raw T blocks, int32 c, int64 rows, {_GEOMETRY}", "T img",
+        """
+        int ch = i % c; int xx = (i / c) % w; int yy = (i / ((long long)c * w)) % h;
+        long long image = i / ((long long)c * w * h);
+        T total = (T)0;
+        for (int a = 0; a < kh; ++a) {
+            int ty = yy + ph - a;
+            if (ty < 0 || ty % sh != 0 || ty / sh >= oh) continue;
+            for (int b = 0; b < kw; ++b) {
+                int tx = xx + pw - b;
+                if (tx < 0 || tx % sw != 0 || tx / sw >= ow) continue;
+                long long row = (image * oh + ty / sh) * ow + tx / sw;
+                total += blocks[((long long)(a * kw + b) * rows + row) * c + ch];
+            }
+        }
+        img = total;
+        """)
+    kernel_fn(cupy.ascontiguousarray(blocks), c, n * oh * ow, h, w, oh, ow, kh, kw, sh, sw, ph, pw, img)
+    return img.transpose(0, 3, 1, 2)
