@@ -9,11 +9,20 @@ The machine (Python, NumPy, BLAS library and threads) is printed first and
 stored in every JSON file: numbers mean little without it. On a shared or
 busy machine, compare medians and ratios, and read the IQR column as a
 warning of how noisy the run was.
+
+Some machines set OPENBLAS_CORETYPE (and OPENBLAS_L2_SIZE) to pin OpenBLAS to
+an older kernel, which older OpenBLAS builds needed on their processors; a
+current NumPy's OpenBLAS picks the right kernel itself and runs markedly
+faster without them. So the benchmarks re-run themselves with both removed
+from their own environment (never from the caller's, nor in tests or CI), and
+the machine description says which kernel OpenBLAS then chose. Pass
+``--keep-blas-env`` to measure with them.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from benchmarks import SECTIONS
@@ -27,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("sections", nargs="*", metavar="SECTION",
                         help=f"sections to run (default: all of {', '.join(names)})")
     parser.add_argument("--quick", action="store_true", help="fewer repeats: a smoke test, not a measurement")
+    parser.add_argument("--keep-blas-env", action="store_true",
+                        help="keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE if set (by default they are dropped)")
     parser.add_argument("--blas-threads", type=int, metavar="N",
                         help="cap BLAS threads at N (default: as many as the machine gives)")
     args = parser.parse_args(argv)
@@ -54,5 +65,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def rerun_without_blas_overrides() -> None:
+    """Replace this process by the same command without BLAS_OVERRIDES in its environment.
+
+    OpenBLAS reads them once, when NumPy is first imported; this runs before
+    any benchmark module imports NumPy. What was dropped is passed on in
+    TINYAI_BENCH_DROPPED_ENV, so the report can say so.
+    """
+    dropped = {name: os.environ[name] for name in BLAS_OVERRIDES if name in os.environ}
+    if not dropped or "--keep-blas-env" in sys.argv or "numpy" in sys.modules:
+        return
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
+    env["TINYAI_BENCH_DROPPED_ENV"] = " ".join(f"{k}={v}" for k, v in dropped.items())
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks", *sys.argv[1:]], env)
+
+
 if __name__ == "__main__":
+    rerun_without_blas_overrides()
     sys.exit(main())

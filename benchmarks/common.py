@@ -135,9 +135,12 @@ def machine_info() -> dict[str, Any]:
     else:
         info["blas"] = [
             {"library": pool.get("internal_api"), "version": pool.get("version"),
-             "threads": pool.get("num_threads"), "threading_layer": pool.get("threading_layer")}
+             "threads": pool.get("num_threads"), "threading_layer": pool.get("threading_layer"),
+             "kernel": pool.get("architecture")}
             for pool in threadpool_info() if pool.get("user_api") == "blas"
         ]
+    # Set by benchmarks.__main__ when it dropped OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE.
+    info["dropped_env"] = os.environ.get("TINYAI_BENCH_DROPPED_ENV", "")
     return info
 
 
@@ -145,7 +148,10 @@ def describe_machine(info: dict[str, Any]) -> str:
     """One line per fact, for the head of the printed report."""
     blas = info["blas"]
     if isinstance(blas, list):
-        blas = ", ".join(f"{b['library']} {b['version']} ({b['threads']} threads)" for b in blas) or "none found"
+        blas = ", ".join(f"{b['library']} {b['version']} ({b['threads']} threads"
+                         + (f", {b['kernel']} kernel" if b.get("kernel") else "") + ")" for b in blas) or "none found"
+    if info.get("dropped_env"):
+        blas += f"; run without {info['dropped_env']} (see python -m benchmarks --help)"
     return (f"Python {info['python']} ({info['implementation']}), NumPy {info['numpy']}, "
             f"{info['cpu_count']} CPUs, {info['platform']}\nBLAS: {blas}")
 

@@ -234,3 +234,54 @@ def test_conv_transpose2d_errors():
         F.conv_transpose2d(np.zeros((1, 2, 3, 3)), np.zeros((2, 1, 4, 4)), stride=2, pad=1, out_size=(9, 6))
     with pytest.raises(ValueError, match=r"conv_transpose2d: bias has shape \(2,\), expected \(4,\)"):
         F.conv_transpose2d(np.zeros((1, 2, 3, 3)), np.zeros((2, 4, 3, 3)), np.zeros(2))
+
+
+# -- the fast layout against the plain im2col -------------------------------------------------
+@given(g=geometries(max_size=6))
+def test_window_rows_equal_the_plain_im2col(xp, to_xp, g):
+    from tinyai.functions.im2col import im2col_array, window_rows
+
+    n, c, _, h, w, kernel, stride, pad = g
+    x = to_xp(np.random.default_rng(h * 7 + w).standard_normal((n, c, h, w)))
+    col = ta.to_cpu(im2col_array(x, kernel, stride, pad))  # (N, C, kh, kw, OH, OW)
+    rows = ta.to_cpu(window_rows(x, kernel, stride, pad))
+    expected = col.transpose(0, 4, 5, 2, 3, 1).reshape(rows.shape)  # rows (n, y, x), columns (i, j, c)
+    np.testing.assert_array_equal(rows, expected)
+
+
+@given(g=geometries(max_size=6))
+def test_blocks_to_image_equals_the_plain_col2im(xp, to_xp, g):
+    from tinyai.functions.im2col import blocks_to_image, col2im_array, conv_output_size
+
+    n, c, _, h, w, kernel, stride, pad = g
+    oh, ow = conv_output_size(h, kernel[0], stride[0], pad[0]), conv_output_size(w, kernel[1], stride[1], pad[1])
+    col = np.random.default_rng(oh * 5 + ow).standard_normal((n, c) + kernel + (oh, ow))
+    blocks = col.transpose(2, 3, 0, 4, 5, 1).reshape(kernel[0] * kernel[1], n * oh * ow, c)
+    got = ta.to_cpu(blocks_to_image(to_xp(blocks), (n, c, h, w), kernel, stride, pad))
+    np.testing.assert_allclose(got, ta.to_cpu(col2im_array(to_xp(col), (n, c, h, w), kernel, stride, pad)),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_gives_channels_last_memory_and_takes_either_layout(xp, to_xp, rng):
+    x = rng.standard_normal((2, 3, 6, 5))
+    W = rng.standard_normal((4, 3, 3, 2))
+    y = F.conv2d(to_xp(x), to_xp(W), stride=(2, 1), pad=(1, 0))
+    # (N, O, OH, OW) in shape, (N, OH, OW, O) in memory: the channel axis has the smallest stride.
+    assert y.data.strides[1] == y.data.itemsize
+    x_last = to_xp(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    y_last = F.conv2d(x_last, to_xp(W), stride=(2, 1), pad=(1, 0))
+    np.testing.assert_allclose(host(y_last), host(y), rtol=1e-12)
+    np.testing.assert_allclose(host(y), reference_conv2d(x, W, None, (2, 1), (1, 0)), rtol=1e-10)
+
+
+def test_a_small_cnn_chain_gradchecks_through_every_fast_path(xp, to_xp, rng):
+    # conv (non-square, stride 2, pad) -> relu -> max-pool (tiling) -> conv -> avg-pool (overlapping)
+    x = rng.standard_normal((2, 2, 9, 12))
+    W1, b1 = rng.standard_normal((3, 2, 3, 2)) * 0.5, rng.standard_normal(3)
+    W2 = rng.standard_normal((2, 3, 2, 2)) * 0.5
+
+    def net(v, w1, c1, w2):
+        h = F.max_pool2d(F.relu(F.conv2d(v, w1, c1, stride=(1, 2), pad=1)), 2)
+        return F.avg_pool2d(F.conv2d(h, w2, pad=(1, 0)), 2, stride=1)
+
+    assert gradcheck(net, *map(to_xp, (x, W1, b1, W2)))

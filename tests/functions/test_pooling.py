@@ -139,3 +139,32 @@ def test_pooling_errors(pool):
 def test_max_pool2d_needs_floats():
     with pytest.raises(TypeError, match=r"max_pool2d: input must be floating point, got dtype int64"):
         F.max_pool2d(np.zeros((1, 1, 4, 4), dtype=np.int64), 2)
+
+
+@pytest.mark.parametrize("pool", [F.max_pool2d, F.avg_pool2d])
+@pytest.mark.parametrize("kernel, stride", [(2, None), (3, 2)])
+def test_pooling_on_channels_last_input_matches_and_keeps_the_layout(xp, to_xp, pool, kernel, stride):
+    # conv2d hands its outputs on channels last; pooling must give the same numbers.
+    x = np.random.default_rng(3).standard_normal((2, 4, 7, 6))
+    gy_shape = pool(to_xp(x), kernel, stride).shape
+    gy = np.random.default_rng(4).standard_normal(gy_shape)
+    grads = []
+    for layout in ("first", "last"):
+        data = to_xp(x) if layout == "first" else \
+            to_xp(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+        v = ta.Variable(data)
+        y = pool(v, kernel, stride)
+        reduce, fill = (np.max, -np.inf) if pool is F.max_pool2d else (np.mean, 0.0)
+        expected = reference_pool(x, (kernel, kernel), (stride or kernel,) * 2, (0, 0), reduce, fill)
+        np.testing.assert_allclose(host(y), expected, rtol=1e-12)
+        y.backward(to_xp(gy))
+        if layout == "last":
+            assert v.grad.data.strides[1] == v.grad.data.itemsize  # the gradient follows the input's layout
+        grads.append(host(v.grad))
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)
+
+
+def test_max_pool2d_tie_goes_to_the_first_in_row_major_order(xp, to_xp):
+    v = ta.Variable(to_xp(np.full((1, 1, 2, 4), 3.0)))
+    F.max_pool2d(v, 2).backward(to_xp(np.array([[[[1.0, 2.0]]]])))
+    np.testing.assert_array_equal(host(v.grad)[0, 0], [[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]])

@@ -353,7 +353,7 @@ class Variable:
                         x.grad = Variable(x.grad.data + gx, requires_grad=False)
                     else:  # a leaf: it must not see another array's memory (a view, a retained gradient)
                         if gx.base is not None or (retain_grad and _retained(gx, gy)):
-                            gx = gx.copy()
+                            gx = gx.copy(order="K")  # "K": keep its memory layout
                         x.grad = Variable(gx, requires_grad=False)
             if not retain_grad:
                 self.grad = None

@@ -5,6 +5,13 @@ out as its own slot, the whole convolution is one tensor contraction:
 
     y[n, o, r, s] = b[o] + sum_{c, i, j} W[o, c, i, j] * col[n, c, i, j, r, s]
 
+The code below computes it with the fast layout of ``window_rows`` (see
+tinyai.functions.im2col): every window is one row of a matrix, so the
+contraction is a single matrix product rows @ W2 with W2 = W laid out as
+(kh, kw, C) by O, and the result comes out channels last, (N, OH, OW, O).
+It is handed on as a transposed view of shape (N, O, OH, OW): no copy, and
+the next convolution reads it channels last again.
+
 conv_transpose2d is the adjoint (transpose) of that linear map in its input:
 each input pixel spreads a copy of the kernel, scaled by its value, over the
 output, and ``col2im`` adds the overlapping copies. It is what a convolution's
@@ -29,14 +36,7 @@ from typing import Any, Sequence
 
 from tinyai.autograd import Function, Variable
 from tinyai.backend import get_array_module
-from tinyai.functions.im2col import (
-    Pair,
-    as_pair,
-    check_window,
-    col2im_array,
-    conv_output_size,
-    im2col_array,
-)
+from tinyai.functions.im2col import Pair, as_pair, blocks_to_image, check_window, conv_output_size, window_rows
 from tinyai.functions.reductions import sum as sum_
 
 
@@ -72,12 +72,15 @@ class Conv2d(Function):
         _check_weights("conv2d", x, W, b, 1, 0, "(out_channels, in_channels, kh, kw)")
         kernel = (W.shape[2], W.shape[3])
         check_window("conv2d", x.shape, kernel, self.pad)
-        xp = get_array_module(x)
-        col = im2col_array(x, kernel, self.stride, self.pad)
-        y = xp.tensordot(col, W, axes=((1, 2, 3), (1, 2, 3)))  # (N, OH, OW, O)
+        n, out_channels = x.shape[0], W.shape[0]
+        oh = conv_output_size(x.shape[2], kernel[0], self.stride[0], self.pad[0])
+        ow = conv_output_size(x.shape[3], kernel[1], self.stride[1], self.pad[1])
+        # The windows, kept for the weight gradient (the same values as im2col of x).
+        self.rows = window_rows(x, kernel, self.stride, self.pad)  # (N OH OW, kh kw C)
+        y = self.rows @ _kernel_matrix(W).T  # (N OH OW, O)
         if b is not None:
             y += b
-        return y.transpose(0, 3, 1, 2)
+        return y.reshape(n, oh, ow, out_channels).transpose(0, 3, 1, 2)
 
     def backward(self, gy):
         x, W, *b = self.saved_inputs()
@@ -86,7 +89,7 @@ class Conv2d(Function):
         if needs[0]:
             gx = conv_transpose2d(gy, W, stride=self.stride, pad=self.pad, out_size=x.shape[2:])
         if needs[1]:
-            gW = Conv2dGradW((W.shape[2], W.shape[3]), self.stride, self.pad)(x, gy)
+            gW = Conv2dGradW((W.shape[2], W.shape[3]), self.stride, self.pad, rows=self.rows)(x, gy)
         if not b:
             return gx, gW
         return gx, gW, _bias_grad(gy) if needs[2] else None
@@ -103,9 +106,15 @@ class ConvTranspose2d(Function):
         kernel = (W.shape[2], W.shape[3])
         out_size = _transpose_out_size(x.shape, kernel, self.stride, self.pad, self.out_size)
         xp = get_array_module(x)
-        col = xp.tensordot(W, x, axes=(0, 1))  # (O, kh, kw, N, H, W)
-        col = col.transpose(3, 0, 1, 2, 4, 5)  # (N, O, kh, kw, H, W): the windows of the output
-        y = col2im_array(col, (x.shape[0], W.shape[1]) + out_size, kernel, self.stride, self.pad)
+        n, in_channels, h, w = x.shape
+        # Each input pixel's channels times the kernel give that pixel's window
+        # of the output; computed as one product per window position (i, j)
+        # (a batched matmul), so that each position's values form a contiguous
+        # block for the additions of blocks_to_image.
+        pixels = x.transpose(0, 2, 3, 1).reshape(n * h * w, in_channels)
+        per_position = W.transpose(2, 3, 0, 1).reshape(kernel[0] * kernel[1], in_channels, W.shape[1])
+        blocks = xp.matmul(pixels, per_position)  # (kh kw, N H W, O)
+        y = blocks_to_image(blocks, (n, W.shape[1]) + out_size, kernel, self.stride, self.pad)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         return y
@@ -134,13 +143,19 @@ class Conv2dGradW(Function):
     convolution of x, both with the incoming gradient as the kernel.
     """
 
-    def __init__(self, kernel: Pair, stride: Pair, pad: Pair) -> None:
-        self.kernel, self.stride, self.pad = kernel, stride, pad
+    def __init__(self, kernel: Pair, stride: Pair, pad: Pair, rows: Any = None) -> None:
+        # ``rows``: window_rows(x) when the forward convolution still has them.
+        self.kernel, self.stride, self.pad, self.rows = kernel, stride, pad, rows
 
     def forward(self, x, gy):
         xp = get_array_module(x)
-        col = im2col_array(x, self.kernel, self.stride, self.pad)
-        return xp.tensordot(gy, col, axes=((0, 2, 3), (0, 4, 5)))
+        rows = window_rows(x, self.kernel, self.stride, self.pad) if self.rows is None else self.rows
+        self.rows = None  # used once; the graph should not hold it
+        out_channels = gy.shape[1]
+        gy_rows = gy.transpose(0, 2, 3, 1).reshape(-1, out_channels)  # (N OH OW, O)
+        gW = gy_rows.T @ rows  # (O, kh kw C): one product over every window of the batch
+        kh, kw = self.kernel
+        return xp.ascontiguousarray(gW.reshape(out_channels, kh, kw, x.shape[1]).transpose(0, 3, 1, 2))
 
     def backward(self, ggW):
         x, gy = self.saved_inputs()
@@ -151,6 +166,12 @@ class Conv2dGradW(Function):
         if needs_gy:
             ggy = conv2d(x, ggW, stride=self.stride, pad=self.pad)
         return gx, ggy
+
+
+def _kernel_matrix(W: Any) -> Any:
+    """W (A, B, kh, kw) as the (A, kh kw B) matrix whose columns follow the order of window_rows."""
+    out_channels = W.shape[0]
+    return W.transpose(0, 2, 3, 1).reshape(out_channels, -1)
 
 
 def _transpose_out_size(x_shape: Sequence[int], kernel: Pair, stride: Pair, pad: Pair,

@@ -101,6 +101,69 @@ def col2im_array(col: Any, img_shape: Sequence[int], kernel: Pair, stride: Pair,
     return img[:, :, ph:ph + h, pw:pw + w]
 
 
+# -- the fast versions, which conv2d uses ----------------------------------------------------
+# The plain im2col above is the one to read first; these compute the same
+# windows, laid out for speed (docs/convolution.md measures the difference):
+#
+# * channels last. A window's values are ordered (i, j, c), so the channels of
+#   one pixel, which lie together in channels-last memory, are copied as one
+#   run; and every window is one row, so the whole convolution is a single
+#   large matrix product (rows @ W) instead of a tensordot that first copies
+#   its operands into matrix shape;
+# * one copy. The windows are a strided *view* of the padded image (no data
+#   moves), and a single ``ascontiguousarray`` writes the rows;
+# * col2im as kh * kw strided slice additions into the padded image, each a
+#   plain array operation (no index scatter), and each adding a contiguous
+#   block: the values of window element (i, j) for every window.
+def window_rows(img: Any, kernel: Pair, stride: Pair, pad: Pair) -> Any:
+    """The windows of the (N, C, H, W) array ``img`` as rows: an (N * OH * OW, kh * kw * C) array.
+
+    Row ``(n * OH + y) * OW + x`` holds the window of output pixel (y, x) of
+    image n, in the order (i, j, c): ``rows[r, (i * kw + j) * C + c]`` equals
+    ``im2col_array(img, ...)[n, c, i, j, y, x]``.
+    """
+    xp = get_array_module(img)
+    n, c, h, w = img.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    # The padded image, channels last: (N, H + 2ph, W + 2pw, C).
+    padded = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=img.dtype)
+    if ph or pw:
+        padded[:, :ph] = 0
+        padded[:, h + ph:] = 0
+        padded[:, :, :pw] = 0
+        padded[:, :, w + pw:] = 0
+    padded[:, ph:ph + h, pw:pw + w, :] = img.transpose(0, 2, 3, 1)
+    # View (N, OH, OW, kh, kw, C): window (y, x) starts at row y*sh, column x*sw.
+    s_n, s_h, s_w, s_c = padded.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        padded, (n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, s_c))
+    return xp.ascontiguousarray(windows).reshape(n * oh * ow, kh * kw * c)
+
+
+def blocks_to_image(blocks: Any, img_shape: Sequence[int], kernel: Pair, stride: Pair, pad: Pair) -> Any:
+    """The adjoint of ``window_rows``, from the windows' values grouped by window position.
+
+    ``blocks`` has shape (kh * kw, N * OH * OW, C): ``blocks[i * kw + j]``
+    holds element (i, j) of every window, which is what ``window_rows`` put
+    in columns (i * kw + j) * C ... + C. Each block is added into the strided
+    slice of the padded image it came from, a contiguous array into a slice
+    (overlapping windows accumulate). Returns an array of shape
+    ``img_shape`` (N, C, H, W) whose memory is channels last (a transposed
+    view), padding discarded.
+    """
+    xp = get_array_module(blocks)
+    n, c, h, w = img_shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    # stride - 1 spare rows/columns keep every slice below exactly oh (ow) long.
+    img = xp.zeros((n, h + 2 * ph + sh - 1, w + 2 * pw + sw - 1, c), dtype=blocks.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            img[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :] += blocks[i * kw + j].reshape(n, oh, ow, c)
+    return img[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
+
+
 # -- the differentiable versions -----------------------------------------------------
 class Im2col(Function):
     def __init__(self, kernel: Pair, stride: Pair, pad: Pair) -> None:

@@ -1,18 +1,25 @@
-"""Max and average pooling over 2-D windows, through im2col.
+"""Max and average pooling over 2-D windows.
 
-After ``im2col`` lays each window out along its own (kh, kw) axes, pooling is
-a reduction over those axes: ``max`` for max pooling, ``mean`` for average
-pooling. The backward passes send each output gradient back to the window it
-came from, with ``col2im`` adding the contributions where windows overlap:
+Pooling looks at one kh x kw window per output pixel. With ``im2col`` every
+window gets its own (kh, kw) axes and pooling is a reduction over them
+(docs/convolution.md shows that version). The code below avoids building
+those windows at all: window element (i, j) of every output pixel is one
+strided slice of the (padded) image,
 
-* max pooling: all of it to the window's largest element (its argmax; on a
-  tie, the first one in row-major order), nothing to the others;
+    x[:, :, i : i + sh*OH : sh, j : j + sw*OW : sw]      (shape (N, C, OH, OW)),
+
+so a pooling is kh * kw elementwise operations on output-sized arrays, and
+its backward adds kh * kw output-sized arrays into those same slices (the
+col2im of the slices: where windows overlap, the additions accumulate).
+
+* max pooling: all of each output gradient goes to its window's largest
+  element (on a tie, the first in row-major order); forward keeps, per
+  window position (i, j), a boolean mask of the windows that (i, j) won;
 * average pooling: an equal share 1 / (kh kw) to every element, padding
-  included (padding counts in the average, as PyTorch's default
-  ``count_include_pad=True``).
+  included (as PyTorch's default ``count_include_pad=True``).
 
 Both backward passes are Functions whose own backward is the forward pooling
-again (restricted to the remembered argmax for max pooling), so second
+again (restricted to the remembered winners for max pooling), so second
 derivatives work.
 """
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any
 
 from tinyai.autograd import Function, Variable
 from tinyai.backend import get_array_module
-from tinyai.functions.im2col import Pair, as_pair, check_window, col2im_array, im2col_array
+from tinyai.functions.im2col import Pair, as_pair, check_window, conv_output_size
 
 
 def _geometry(op: str, kernel_size: Any, stride: Any, pad: Any) -> tuple[Pair, Pair, Pair]:
@@ -34,6 +41,67 @@ def _geometry(op: str, kernel_size: Any, stride: Any, pad: Any) -> tuple[Pair, P
     return kernel, stride, pad
 
 
+def _output_size(shape: Any, kernel: Pair, stride: Pair, pad: Pair) -> tuple[int, int]:
+    return (conv_output_size(shape[2], kernel[0], stride[0], pad[0]),
+            conv_output_size(shape[3], kernel[1], stride[1], pad[1]))
+
+
+def _padded(x: Any, pad: Pair, fill: float) -> Any:
+    """x with ``fill`` around its height and width (x itself when pad is 0)."""
+    ph, pw = pad
+    if not (ph or pw):
+        return x
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    out = xp.full((n, c, h + 2 * ph, w + 2 * pw), fill, dtype=x.dtype)
+    out[:, :, ph:ph + h, pw:pw + w] = x
+    return out
+
+
+def _window_slices(kernel: Pair, stride: Pair, out_size: tuple[int, int]):
+    """(i, j, index) for every window position: ``padded[index]`` is element (i, j) of all windows."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_size
+    for i in range(kh):
+        for j in range(kw):
+            yield i, j, (slice(None), slice(None), slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
+
+
+def _channels_last(x: Any) -> bool:
+    """Whether the (N, C, H, W) array x lies in memory channels last (as conv2d's outputs do)."""
+    return x.shape[1] > 1 and x.strides[1] < x.strides[3]
+
+
+def _new_image(shape: tuple[int, ...], like: Any, channels_last: bool, fill: bool) -> Any:
+    """A new (N, C, H, W) array, zeros or uninitialised, laid out channels last or
+    first: elementwise work between arrays of one layout runs over contiguous memory."""
+    xp = get_array_module(like)
+    make = xp.zeros if fill else xp.empty
+    if not channels_last:
+        return make(shape, dtype=like.dtype)
+    n, c, h, w = shape
+    return make((n, h, w, c), dtype=like.dtype).transpose(0, 3, 1, 2)
+
+
+def _add_into_windows(parts: Any, pool: Any, like: Any) -> Any:
+    """Sum ``parts(i, j)`` (output-sized arrays) into the window slices of a zero
+    image shaped and laid out like the pooling's input: the col2im of pooling."""
+    n, c, h, w = pool.in_shape
+    (kh, kw), (sh, sw), (ph, pw) = pool.kernel, pool.stride, pool.pad
+    out_size = _output_size(pool.in_shape, pool.kernel, pool.stride, pool.pad)
+    if (sh, sw) == (kh, kw) and not (ph or pw) and h % kh == 0 and w % kw == 0:
+        # The windows tile the image exactly: every element is written once,
+        # so the slices are assigned into an uninitialised array, no zeros, no additions.
+        gx = _new_image((n, c, h, w), like, pool.channels_last, fill=False)
+        for i, j, index in _window_slices(pool.kernel, pool.stride, out_size):
+            gx[index] = parts(i, j)
+        return gx
+    # stride - 1 spare rows/columns keep every slice exactly OH (OW) long.
+    gx = _new_image((n, c, h + 2 * ph + sh - 1, w + 2 * pw + sw - 1), like, pool.channels_last, fill=True)
+    for i, j, index in _window_slices(pool.kernel, pool.stride, out_size):
+        gx[index] += parts(i, j)
+    return gx[:, :, ph:ph + h, pw:pw + w]
+
+
 # -- max pooling --------------------------------------------------------------------------
 class MaxPool2d(Function):
     def __init__(self, kernel: Pair, stride: Pair, pad: Pair) -> None:
@@ -43,22 +111,35 @@ class MaxPool2d(Function):
         check_window("max_pool2d", x.shape, self.kernel, self.pad)
         if x.dtype.kind != "f":
             raise TypeError(f"max_pool2d: input must be floating point, got dtype {x.dtype}")
-        # -inf padding never wins a max, so padding behaves as if absent.
-        col = im2col_array(x, self.kernel, self.stride, self.pad, fill=-float("inf"))
-        n, c, kh, kw, oh, ow = col.shape
-        col = col.reshape(n, c, kh * kw, oh, ow)
-        self.argmax = col.argmax(axis=2)  # (N, C, OH, OW): flat index into each window
-        self.in_shape = x.shape
-        return col.max(axis=2)
+        xp = get_array_module(x)
+        self.in_shape, self.channels_last = x.shape, _channels_last(x)
+        padded = _padded(x, self.pad, -float("inf"))  # -inf padding never wins a max
+        out_size = _output_size(x.shape, self.kernel, self.stride, self.pad)
+        slices = list(_window_slices(self.kernel, self.stride, out_size))
+        y = padded[slices[0][2]].copy(order="K")  # "K": keep x's memory layout
+        for _, _, index in slices[1:]:
+            xp.maximum(y, padded[index], out=y)
+        # Which window position won, per window: the first that equals the maximum.
+        self.won = {}
+        open_windows = None
+        for i, j, index in slices:
+            hit = padded[index] == y
+            if open_windows is None:
+                open_windows = ~hit
+            else:
+                hit &= open_windows
+                open_windows &= ~hit
+            self.won[i, j] = hit
+        return y
 
     def backward(self, gy):
         return MaxPool2dGrad(self)(gy)
 
 
 class MaxPool2dGrad(Function):
-    """Route each output gradient to its window's argmax and add them up (col2im).
+    """Route each output gradient to its window's winner and add them up.
 
-    Linear in gy; its backward picks the values at the same argmax positions
+    Linear in gy; its backward picks the values at the same winning positions
     (``MaxPool2dGather``).
     """
 
@@ -66,32 +147,28 @@ class MaxPool2dGrad(Function):
         self.pool = pool
 
     def forward(self, gy):
-        xp = get_array_module(gy)
-        pool = self.pool
-        kh, kw = pool.kernel
-        n, c, oh, ow = gy.shape
-        slots = xp.arange(kh * kw).reshape(1, 1, kh * kw, 1, 1)
-        winner = (slots == pool.argmax[:, :, None, :, :]).astype(gy.dtype)  # one-hot per window
-        gcol = (winner * gy[:, :, None, :, :]).reshape(n, c, kh, kw, oh, ow)
-        return col2im_array(gcol, pool.in_shape, pool.kernel, pool.stride, pool.pad)
+        won = self.pool.won
+        return _add_into_windows(lambda i, j: gy * won[i, j], self.pool, gy)
 
     def backward(self, ggx):
         return MaxPool2dGather(self.pool)(ggx)
 
 
 class MaxPool2dGather(Function):
-    """y[n, c, r, s] = x at the argmax position recorded by a max pooling (no new max is taken)."""
+    """y[n, c, r, s] = x at the position that won window (r, s) of a max pooling (no new max is taken)."""
 
     def __init__(self, pool: MaxPool2d) -> None:
         self.pool = pool
 
     def forward(self, x):
-        xp = get_array_module(x)
         pool = self.pool
-        col = im2col_array(x, pool.kernel, pool.stride, pool.pad)
-        n, c, kh, kw, oh, ow = col.shape
-        col = col.reshape(n, c, kh * kw, oh, ow)
-        return xp.take_along_axis(col, pool.argmax[:, :, None, :, :], axis=2)[:, :, 0]
+        padded = _padded(x, pool.pad, 0.0)
+        out_size = _output_size(x.shape, pool.kernel, pool.stride, pool.pad)
+        y = None
+        for i, j, index in _window_slices(pool.kernel, pool.stride, out_size):
+            part = padded[index] * pool.won[i, j]
+            y = part if y is None else y + part
+        return y
 
     def backward(self, gy):
         return MaxPool2dGrad(self.pool)(gy)
@@ -120,30 +197,34 @@ class AvgPool2d(Function):
 
     def forward(self, x):
         check_window("avg_pool2d", x.shape, self.kernel, self.pad)
-        col = im2col_array(x, self.kernel, self.stride, self.pad)
-        return col.mean(axis=(2, 3))
+        self.in_shape, self.channels_last = x.shape, _channels_last(x)
+        padded = _padded(x, self.pad, 0.0)
+        out_size = _output_size(x.shape, self.kernel, self.stride, self.pad)
+        slices = list(_window_slices(self.kernel, self.stride, out_size))
+        y = padded[slices[0][2]].copy(order="K")
+        for _, _, index in slices[1:]:
+            y += padded[index]
+        y *= 1.0 / (self.kernel[0] * self.kernel[1])
+        return y
 
     def backward(self, gy):
-        x, = self.saved_inputs()
-        return AvgPool2dGrad(x.shape, self.kernel, self.stride, self.pad)(gy)
+        return AvgPool2dGrad(self)(gy)
 
 
 class AvgPool2dGrad(Function):
-    """Spread gy / (kh kw) over each window and add overlaps (col2im). Its adjoint is avg_pool2d."""
+    """Spread gy / (kh kw) over each window and add overlaps. Its adjoint is avg_pool2d."""
 
-    def __init__(self, in_shape: tuple[int, ...], kernel: Pair, stride: Pair, pad: Pair) -> None:
-        self.in_shape, self.kernel, self.stride, self.pad = in_shape, kernel, stride, pad
+    def __init__(self, pool: AvgPool2d) -> None:
+        self.pool = pool
 
     def forward(self, gy):
-        xp = get_array_module(gy)
-        n, c, oh, ow = gy.shape
-        kh, kw = self.kernel
-        share = gy / (kh * kw)
-        gcol = xp.broadcast_to(share[:, :, None, None, :, :], (n, c, kh, kw, oh, ow))
-        return col2im_array(gcol, self.in_shape, self.kernel, self.stride, self.pad)
+        kh, kw = self.pool.kernel
+        share = gy * (1.0 / (kh * kw))
+        return _add_into_windows(lambda i, j: share, self.pool, gy)
 
     def backward(self, ggx):
-        return AvgPool2d(self.kernel, self.stride, self.pad)(ggx)
+        pool = self.pool
+        return AvgPool2d(pool.kernel, pool.stride, pool.pad)(ggx)
 
 
 def avg_pool2d(x: Any, kernel_size: int | Pair, stride: int | Pair | None = None, pad: int | Pair = 0) -> Variable:

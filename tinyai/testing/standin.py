@@ -405,6 +405,18 @@ class _RandomState:
 
 random = _Namespace("tinyai.testing.standin.xp.random", np.random, {"RandomState": _RandomState})
 
+
+def _as_strided(x: StandInArray, shape: Any = None, strides: Any = None) -> StandInArray:
+    """``cupy.lib.stride_tricks.as_strided``: another view of the same "device" memory."""
+    if not isinstance(x, StandInArray):
+        raise TypeError(f"standin: as_strided needs a stand-in array, got {type(x).__name__}")
+    return StandInArray(np.lib.stride_tricks.as_strided(x._a, shape, strides))
+
+
+stride_tricks = _Namespace("tinyai.testing.standin.xp.lib.stride_tricks", np.lib.stride_tricks,
+                           {"as_strided": _as_strided})
+lib = _Namespace("tinyai.testing.standin.xp.lib", np.lib, {"stride_tricks": stride_tricks})
+
 #: The stand-in array module: use it where you would use ``cupy``.
 xp = _Namespace("tinyai.testing.standin.xp", np, {
     "ndarray": StandInArray,
@@ -413,6 +425,7 @@ xp = _Namespace("tinyai.testing.standin.xp", np, {
     "asnumpy": _asnumpy,
     "get_array_module": _get_array_module,
     "random": random,
+    "lib": lib,
 })
 
 register_array_module(StandInArray, xp)
