@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test bench docs clean test-gpu bench-gpu
+.PHONY: demo test bench docs screenshots clean test-gpu bench-gpu
 
 # A virtual environment with tinyai installed in editable mode.
 $(BIN)/python:
@@ -46,5 +46,9 @@ bench-gpu: $(VENV)/.gpu
 docs: $(VENV)/.dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict
 
+# The built site in headless Chromium at desktop and phone widths (Debian: apt-get install chromium).
+screenshots: docs
+	docs/_ext/screenshots.sh
+
 clean:
-	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build site site-screenshots *.egg-info .pytest_cache .hypothesis

@@ -1,5 +1,6 @@
 """The documentation site, built once per test session for the tests that read it."""
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def built_site(tmp_path_factory):
     """``mkdocs build --strict`` into a temporary directory; the directory, or a
     skip when the docs tools are not installed."""
-    for module in ("mkdocs", "material", "mkdocstrings"):
-        pytest.importorskip(module, reason=f"{module} is not installed (pip install 'tinyai-numpy[docs]')")
+    for module in ("mkdocs", "material", "mkdocstrings", "matplotlib"):
+        pytest.importorskip(module, reason=f"{module} is not installed (pip install 'tinyai-numpy[dev]')")
+    if shutil.which("dot") is None:
+        # The build draws the lessons' graphs with Graphviz and fails without it (on purpose).
+        pytest.skip("Graphviz's `dot` is not installed (apt-get install graphviz); the site's graphs need it")
     site = tmp_path_factory.mktemp("site")
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
