@@ -203,3 +203,17 @@ def test_a_model_on_the_device_trains_with_compression_and_ring(settings):
     assert all(isinstance(p.data, StandInArray) for p in model.params())
     assert np.isfinite(history["loss"][-1])
     assert stats["exchanges"] == len(trainer.train_set.get_batches()) > 0
+
+
+def test_configure_parallel_training_takes_the_same_options():
+    trainer, model = _trainer()  # dense
+    with trainer:
+        trainer.configure_parallel_training(True, 2, "thread", compression="int8")
+        trainer.train()
+        stats = trainer.parallel_stats()
+        entries, tensors = sum(p.data.size for p in model.params()), len(list(model.params()))
+        assert stats["compression_ratio"] == pytest.approx(4 * entries / (entries + 4 * tensors))  # int8 in force
+        with pytest.raises(TypeError, match="configure_parallel_training: unknown option.*compresion"):
+            trainer.configure_parallel_training(True, 2, "thread", compresion="int8")
+        with pytest.raises(ValueError, match="compression: unknown setting 'zip'"):
+            trainer.configure_parallel_training(True, 2, "thread", compression="zip")

@@ -77,10 +77,19 @@ class ParallelTraining:
     def backend(self) -> str:
         return self.options.backend
 
-    def configure(self, enable: bool, thread_count: int = 0, backend: str = "auto") -> None:
-        """New settings; a running engine is shut down first, and a closed one opens again."""
+    def configure(self, enable: bool, thread_count: int = 0, backend: str = "auto", **changes: Any) -> None:
+        """New settings; a running engine is shut down first, and a closed one opens again.
+
+        ``changes`` name other fields of ``ParallelOptions`` (compression, on_error, ...).
+        """
+        known = {field.name for field in dataclasses.fields(ParallelOptions)} - {"backend", "thread_count"}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"configure_parallel_training: unknown option(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(sorted(known))}")
         options = dataclasses.replace(self.options, backend=backend,
-                                      thread_count=check_thread_count(thread_count, "configure_parallel_training"))
+                                      thread_count=check_thread_count(thread_count, "configure_parallel_training"),
+                                      **changes)
         self._release(30)
         self.options = options
         self.enabled = bool(enable)

@@ -215,14 +215,18 @@ class Trainer:
         """The configured number of workers (0: automatic)."""
         return self._parallel.thread_count
 
-    def configure_parallel_training(self, enable: bool, thread_count: int = 0, backend: str = "auto") -> None:
+    def configure_parallel_training(self, enable: bool, thread_count: int = 0, backend: str = "auto",
+                                    **options: Any) -> None:
         """Turn data-parallel training on or off, at any time.
 
         Running workers are shut down first. With a model attached, it is
         checked again and the new workers start; a model that cannot be
         replicated falls back to single-thread training with a logged warning.
+        ``options`` are the Trainer's other data-parallel keywords
+        (``compression=``, ``allreduce_algorithm=``, ``on_error=``,
+        ``step_timeout=``, ...); the ones not given keep their values.
         """
-        self._parallel.configure(enable, thread_count, backend)
+        self._parallel.configure(enable, thread_count, backend, **options)
         if self.model is not None:
             self._parallel.start(self.model, self.loss, self.train_set)
 
