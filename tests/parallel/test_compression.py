@@ -295,3 +295,21 @@ def test_payload_nbytes_counts_its_parts():
 def test_compressor_interface_is_abstract():
     with pytest.raises(NotImplementedError, match="Compressor must implement compress"):
         Compressor().compress(np.zeros(2))
+
+
+def test_encode_and_decode_a_whole_model(rng, xp, to_xp):
+    from tinyai.parallel.compression import decode_arrays, encode_arrays
+
+    like = {"b": to_xp(np.zeros(5)), "W": to_xp(np.zeros((4, 5)))}
+    workers = [{"W": to_xp(rng.standard_normal((4, 5))), "b": to_xp(rng.standard_normal(5))} for _ in range(2)]
+    compressor = Int8()
+    wires = [encode_arrays(compressor, grads) for grads in workers]
+    assert wires[0].dtype == np.uint8 and wires[0].size == (20 + 8) + (5 + 8)  # int8 entries + a float64 scale each
+    total = None
+    for wire in wires:
+        total = decode_arrays(compressor, wire, like, out=total)
+    for name in like:
+        want = sum(to_host(compressor.decompress(compressor.compress(g[name]))) for g in workers)
+        np.testing.assert_allclose(to_host(total[name]), want, rtol=1e-15)
+    with pytest.raises(ValueError, match="decode_arrays: 40 bytes do not match the 41"):
+        decode_arrays(compressor, wires[0][:40], like)

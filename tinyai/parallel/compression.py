@@ -49,7 +49,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -57,7 +57,7 @@ from tinyai.backend import get_array_module
 
 __all__ = [
     "Payload", "Compressor", "FP16", "Int8", "TopK", "RandomK", "SignSGD", "ErrorFeedback",
-    "get_compressor", "COMPRESSION_NAMES",
+    "get_compressor", "COMPRESSION_NAMES", "encode_arrays", "decode_arrays",
 ]
 
 #: A part of a payload as the wire sees it: (name, dtype, number of entries).
@@ -475,6 +475,44 @@ class ErrorFeedback(Compressor):
 
     def __repr__(self) -> str:
         return f"ErrorFeedback({self.inner!r})"
+
+
+def encode_arrays(compressor: Compressor, arrays: Mapping[str, Any], names: Sequence[str] | None = None) -> Any:
+    """Compress each named array (``key`` = its name) and concatenate the payloads' bytes.
+
+    ``names`` fixes the order (sorted names by default); the receiver decodes
+    with ``decode_arrays`` in the same order. The result is one uint8 array on
+    the arrays' device: what one worker sends for a whole model.
+    """
+    names = sorted(arrays) if names is None else list(names)
+    if not names:
+        return np.zeros(0, dtype=np.uint8)
+    buffers = [compressor.compress(arrays[name], key=name).to_bytes() for name in names]
+    xp = get_array_module(buffers[0])
+    return xp.concatenate(buffers) if len(buffers) > 1 else buffers[0]
+
+
+def decode_arrays(compressor: Compressor, wire: Any, like: Mapping[str, Any], names: Sequence[str] | None = None,
+                  out: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Decode ``encode_arrays`` output and add it into ``out`` (zeros like ``like`` if None); returns ``out``.
+
+    ``like`` maps each name to an array of the shape and dtype that was
+    encoded (the receiver's own parameter). Adding into ``out`` lets a
+    receiver sum the payloads of many workers without a dense copy of each.
+    """
+    names = sorted(like) if names is None else list(names)
+    if out is None:
+        out = {name: get_array_module(like[name]).zeros(like[name].shape, dtype=like[name].dtype) for name in names}
+    sizes = [compressor.payload_nbytes(like[name].shape, like[name].dtype) for name in names]
+    if wire.size != sum(sizes):
+        raise ValueError(f"decode_arrays: {wire.size} bytes do not match the {sum(sizes)} that {compressor!r} "
+                         f"sends for {len(names)} arrays; do both sides hold the same parameters?")
+    offset = 0
+    for name, size in zip(names, sizes):
+        payload = compressor.from_bytes(wire[offset:offset + size], tuple(like[name].shape), like[name].dtype)
+        compressor.add_decompressed(out[name], payload)
+        offset += size
+    return out
 
 
 #: The names ``get_compressor`` (and ``Trainer(compression=...)``) accept.

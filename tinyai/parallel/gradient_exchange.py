@@ -33,7 +33,7 @@ import math
 from typing import Any, Mapping
 
 from tinyai.backend import get_array_module
-from tinyai.parallel.compression import Compressor, get_compressor
+from tinyai.parallel.compression import Compressor, decode_arrays, encode_arrays, get_compressor
 from tinyai.parallel.ring import ring_allreduce
 from tinyai.parallel.stats import (
     DENSE_ITEMSIZE, ParallelStats, allgather_wire_bytes, allreduce_wire_bytes,
@@ -111,23 +111,16 @@ class GradientExchange:
     # -- compressed: all-gather the payloads, decode and add in rank order ------------------------
     def _sum_compressed(self, comm: Any, names: list[str], gradients: Mapping[str, Any], record: bool) -> dict:
         compressor = self.compressor
-        buffers = [compressor.compress(gradients[name], key=name).to_bytes() for name in names]
-        xp = get_array_module(buffers[0])
-        wire = xp.concatenate(buffers) if len(buffers) > 1 else buffers[0]
+        wire = encode_arrays(compressor, gradients, names)
         gathered = comm.allgather(wire)  # every rank's bytes, in rank order
         per_rank = wire.size
         if gathered.size != per_rank * comm.size:
             raise RuntimeError(f"GradientExchange: gathered {gathered.size} bytes from {comm.size} ranks, "
                                f"expected {per_rank} each; do all ranks have the same parameters?")
-        result = {name: xp.zeros(gradients[name].shape, dtype=gradients[name].dtype) for name in names}
+        result = None
         for rank in range(comm.size):
-            offset = rank * per_rank
-            for name in names:
-                grad = gradients[name]
-                size = compressor.payload_nbytes(grad.shape, grad.dtype)
-                payload = compressor.from_bytes(gathered[offset:offset + size], grad.shape, grad.dtype)
-                compressor.add_decompressed(result[name], payload)
-                offset += size
+            result = decode_arrays(compressor, gathered[rank * per_rank:(rank + 1) * per_rank], gradients, names,
+                                   out=result)
         if record:
             entries = sum(math.prod(gradients[name].shape) for name in names)
             self.stats.record_exchange(sent=allgather_wire_bytes(per_rank, comm.size),

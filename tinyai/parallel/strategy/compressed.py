@@ -33,7 +33,7 @@ import logging
 from typing import Any
 
 from tinyai.backend import get_array_module
-from tinyai.parallel.compression import Compressor, get_compressor
+from tinyai.parallel.compression import Compressor, decode_arrays, encode_arrays, get_compressor
 from tinyai.parallel.gradient_exchange import ALLREDUCE_ALGORITHMS
 from tinyai.parallel.ring import ring_allreduce
 from tinyai.parallel.stats import DENSE_ITEMSIZE, ParallelStats, allgather_wire_bytes, allreduce_wire_bytes
@@ -102,23 +102,18 @@ class CompressedAllReduce(Strategy):
     def _gather_compressed(self, names: list[str], contribute: list[bool]) -> dict[str, Any]:
         compressor = self.compressor
         payloads = self.executor.run(_compress_on_worker, [(compressor, names, ok) for ok in contribute])
-        params = dict(self.model.named_params())
-        xp = get_array_module(params[names[0]].data)
-        summed = {name: xp.zeros(params[name].data.shape, dtype=params[name].data.dtype) for name in names}
-        sizes = [compressor.payload_nbytes(params[name].data.shape, params[name].data.dtype) for name in names]
+        like = {name: p.data for name, p in self.model.named_params()}
+        xp = get_array_module(like[names[0]])
+        summed = None
         for wire in payloads:  # worker order: the same sum on every rank
             if wire is None:  # a skipped shard sends nothing
                 continue
             wire = xp.asarray(wire) if get_array_module(wire) is not xp else wire
-            offset = 0
-            for name, size in zip(names, sizes):
-                shape, dtype = params[name].data.shape, params[name].data.dtype
-                compressor.add_decompressed(summed[name], compressor.from_bytes(wire[offset:offset + size],
-                                                                                 shape, dtype))
-                offset += size
-        entries = sum(params[name].data.size for name in names)
+            summed = decode_arrays(compressor, wire, like, names, out=summed)
+        per_worker = sum(compressor.payload_nbytes(like[name].shape, like[name].dtype) for name in names)
+        entries = sum(like[name].size for name in names)
         workers = len(contribute)
-        self.stats.record_exchange(sent=allgather_wire_bytes(sum(sizes), workers),
+        self.stats.record_exchange(sent=allgather_wire_bytes(per_worker, workers),
                                    dense=allgather_wire_bytes(entries * DENSE_ITEMSIZE, workers))
         return summed
 
@@ -195,10 +190,7 @@ def _compress_on_worker(worker: Any, compressor: Compressor, names: list[str], c
     own = worker.state["compressor"]
     if not contribute:
         return None
-    grads = _share_weighted_gradients(worker.model, names)
-    buffers = [own.compress(g, key=name).to_bytes() for name, g in zip(names, grads)]
-    xp = get_array_module(buffers[0])
-    return xp.concatenate(buffers) if len(buffers) > 1 else buffers[0]
+    return encode_arrays(own, dict(zip(names, _share_weighted_gradients(worker.model, names))), names)
 
 
 def _ring_on_worker(worker: Any, comm: Any, names: list[str], contribute: bool) -> Any:
