@@ -46,6 +46,7 @@ array([ 0., -3.,  0.,  0.])
 """
 from __future__ import annotations
 
+import abc
 import copy
 import math
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ class Payload:
         return flat[0] if len(flat) == 1 else xp.concatenate(flat)
 
 
-class Compressor:
+class Compressor(abc.ABC):
     """The interface: ``compress(array) -> Payload`` and ``decompress(payload) -> array``.
 
     A subclass implements ``compress``, ``decompress`` and ``layout`` (the
@@ -106,17 +107,17 @@ class Compressor:
     #: The short name used in statistics and by ``get_compressor``.
     name = "compressor"
 
+    @abc.abstractmethod
     def compress(self, array: Any, key: Hashable = None) -> Payload:
         """Encode ``array`` (a floating-point NumPy or CuPy array) into a payload."""
-        raise NotImplementedError(f"{type(self).__name__} must implement compress")
 
+    @abc.abstractmethod
     def decompress(self, payload: Payload) -> Any:
         """Decode a payload into an array of the original shape and dtype."""
-        raise NotImplementedError(f"{type(self).__name__} must implement decompress")
 
+    @abc.abstractmethod
     def layout(self, shape: tuple[int, ...], dtype: Any) -> list[PartLayout]:
         """The parts (name, dtype, count) of a payload for an array of ``shape`` and ``dtype``."""
-        raise NotImplementedError(f"{type(self).__name__} must implement layout")
 
     # -- shared machinery -------------------------------------------------------------
     def payload_nbytes(self, shape: tuple[int, ...], dtype: Any) -> int:
