@@ -193,6 +193,10 @@ def test_spmd_arguments_are_checked():
         spmd(leave_early, 0)
     with pytest.raises(ValueError, match="unknown backend 'mpi'"):
         spmd(leave_early, 2, backend="mpi")
+    with pytest.raises(ValueError, match="spmd: timeout must be a number of seconds > 0, got 0"):
+        spmd(leave_early, 2, timeout=0)
+    with pytest.raises(ValueError, match="ThreadWorld: timeout must be a number of seconds > 0, got '5'"):
+        ThreadWorld(2, timeout="5")
 
 
 def test_thread_world_abort_releases_waiting_ranks():

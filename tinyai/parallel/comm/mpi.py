@@ -42,6 +42,7 @@ from tinyai.parallel.comm.payload import (
     check_rank,
     check_same,
     check_tag,
+    check_timeout,
     contiguous,
     finish_mean,
     from_host,
@@ -73,7 +74,7 @@ class MpiCommunicator(Communicator):
 
     def __init__(self, comm: Any = None, timeout: float = 300.0) -> None:
         self.comm = load_mpi().COMM_WORLD if comm is None else comm
-        self.timeout = float(timeout)
+        self.timeout = check_timeout(timeout, "MpiCommunicator")
         self.calls = 0
         self._sends: list = []  # requests of messages on their way
 

@@ -10,6 +10,7 @@ the transport: checking arguments, reducing in rank order, and the blocks of
 from __future__ import annotations
 
 import functools
+import numbers
 import struct
 import types
 from typing import Any, Sequence
@@ -179,6 +180,13 @@ def check_rank(value: Any, size: int, what: str, where: str) -> int:
     if not 0 <= value < size:
         raise ValueError(f"{where}: {what} {value} is not a rank of this communicator (0 .. {size - 1})")
     return int(value)
+
+
+def check_timeout(timeout: Any, where: str) -> float:
+    """``timeout`` as seconds > 0 (``float("inf")`` waits for ever), or an error naming ``where``."""
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not timeout > 0:
+        raise ValueError(f"{where}: timeout must be a number of seconds > 0, got {timeout!r}")
+    return float(timeout)
 
 
 def check_tag(tag: Any, where: str) -> int:

@@ -52,6 +52,7 @@ from tinyai.parallel.comm.payload import (
     check_rank,
     check_same,
     check_tag,
+    check_timeout,
     finish_mean,
     from_host,
     read_header,
@@ -91,7 +92,7 @@ class ProcessWorld:
             raise ValueError(f"ProcessWorld: capacity must be at least 64 bytes, got {capacity}")
         context = context if context is not None else mp.get_context("spawn")
         self.size = size
-        self.timeout = float(timeout)
+        self.timeout = check_timeout(timeout, "ProcessWorld")
         self.capacity = -(-int(capacity) // 64) * 64
         self.creator_pid = os.getpid()
         self.signals = [context.Semaphore(0) for _ in range(size * size)]  # [source * size + dest]

@@ -55,6 +55,7 @@ from typing import Any, Callable, Sequence
 
 from tinyai.backend.settings import is_int
 from tinyai.parallel.comm.base import CommunicatorError
+from tinyai.parallel.comm.payload import check_timeout
 from tinyai.parallel.comm.process import LEADER_GRACE, ProcessWorld
 
 BACKENDS = ("thread", "process")
@@ -95,6 +96,7 @@ def spmd(fn: Callable[..., Any], world_size: int, backend: str = "thread", timeo
     """
     if not is_int(world_size) or world_size < 1:
         raise ValueError(f"spmd: world_size must be an int >= 1, got {world_size!r}")
+    timeout = check_timeout(timeout, "spmd")
     if backend == "thread":
         return _run_threads(fn, world_size, timeout, tuple(args))
     if backend == "process":

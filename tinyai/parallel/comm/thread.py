@@ -38,6 +38,7 @@ from tinyai.parallel.comm.payload import (
     check_rank,
     check_same,
     check_tag,
+    check_timeout,
     reduce_in_rank_order,
     split_groups,
 )
@@ -64,7 +65,7 @@ class ThreadWorld:
         if not is_int(size) or size < 1:
             raise ValueError(f"ThreadWorld: size must be an int >= 1, got {size!r}")
         self.size = size
-        self.timeout = float(timeout)
+        self.timeout = check_timeout(timeout, "ThreadWorld")
         self.inboxes = [queue.Queue() for _ in range(size)]  # (context, source, tag, array)
         self.pending: list[list[tuple]] = [[] for _ in range(size)]  # received early, per rank
         self.failure: CommunicatorError | None = None
@@ -173,7 +174,8 @@ class ThreadCommunicator(Communicator):
         group = self._group
         group.arrivals[self._rank] += 1
         try:
-            group.barrier.wait(self._world.timeout)
+            timeout = self._world.timeout
+            group.barrier.wait(None if timeout == float("inf") else timeout)  # (a lock refuses an infinite wait)
         except threading.BrokenBarrierError:
             if self._world.failure is None:  # nobody failed: the barrier timed out
                 mine = group.arrivals[self._rank]
