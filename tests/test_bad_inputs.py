@@ -143,6 +143,16 @@ case("Trainer on_nan", ValueError, ["on_nan", "'raise', 'warn', 'skip'", "'ignor
 case("Trainer on_error", ValueError, ["on_error", "'later'"], lambda: Trainer(1, on_error="later"))
 case("Trainer backend", ValueError, ["backend", "'gpu'"], lambda: Trainer(1, parallel_backend="gpu"))
 case("Trainer progress", ValueError, ["progress"], lambda: Trainer(1, progress="fancy"))
+case("Trainer checkpoint_path int", TypeError, ["checkpoint_path", "int 3"], lambda: Trainer(1, checkpoint_path=3))
+case("Trainer enable_parallel str", TypeError, ["enable_parallel", "'no'"], lambda: Trainer(1, enable_parallel="no"))
+for norm in ("BatchNorm1d", "LayerNorm"):
+    case(f"{norm} eps str", ValueError, [norm, "eps must be positive", "'a'"],
+         lambda norm=norm: getattr(nn, norm)(3, eps="a"))
+case("BatchNorm1d momentum str", ValueError, ["BatchNorm1d", "momentum"], lambda: nn.BatchNorm1d(3, momentum="0.9"))
+case("seed str", ValueError, ["seed", "non-negative int", "'a'"], lambda: ta.seed("a"))
+case("seed -1", ValueError, ["seed", "-1"], lambda: ta.seed(-1))
+case("sum_to bad shape", ValueError, ["sum_to", "(2, 3)", "(4,)"], lambda: F.sum_to(var(2, 3), (4,)))
+case("sum_to transposed", ValueError, ["sum_to", "(2, 3)", "(3, 2)"], lambda: F.sum_to(var(2, 3), (3, 2)))
 case("MultiHeadAttention heads", ValueError, ["d_model=10", "num_heads=3"], lambda: nn.MultiHeadAttention(10, 3))
 case("Dropout ratio 1", ValueError, ["Dropout", "ratio", "1.0"], lambda: nn.Dropout(1.0))
 case("dropout ratio 1.5", ValueError, ["dropout", "ratio", "1.5"], lambda: F.dropout(f32(3), 1.5))

@@ -22,15 +22,22 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from tinyai.backend.settings import is_int
+
 _global_rng = np.random.default_rng(0)
 _local_rng: contextvars.ContextVar[np.random.Generator | None] = contextvars.ContextVar(
     "tinyai_rng", default=None)
 
 
 def seed(value: int) -> None:
-    """Re-seed the global stream: same seed, same models, masks and shuffles."""
+    """Re-seed the global stream: same seed, same models, masks and shuffles.
+
+    ``value`` is a non-negative integer (NumPy integers too).
+    """
     global _global_rng
-    _global_rng = np.random.default_rng(value)
+    if not is_int(value) or value < 0:
+        raise ValueError(f"seed: the seed must be a non-negative int, got {value!r}")
+    _global_rng = np.random.default_rng(int(value))
 
 
 def get_rng() -> np.random.Generator:

@@ -67,7 +67,11 @@ class SumTo(Function):
         self.shape = shape
 
     def forward(self, x):
-        return sum_to_array(x, self.shape)
+        shape, lead = self.shape, x.ndim - len(self.shape)
+        if lead < 0 or any(n != 1 and n != m for n, m in zip(shape, x.shape[lead:])):
+            raise ValueError(f"sum_to: shape {x.shape} cannot be summed down to {shape} "
+                             f"({shape} does not broadcast to {x.shape})")
+        return sum_to_array(x, shape)
 
     def backward(self, gy):
         x, = self.saved_inputs()

@@ -26,7 +26,7 @@ import numpy as np
 from tinyai import functions as F
 from tinyai.autograd import Variable, test_mode
 from tinyai.backend import get_default_dtype
-from tinyai.backend.settings import int_setting
+from tinyai.backend.settings import int_setting, is_number
 from tinyai.nn.layer import Layer, _check_variable
 from tinyai.nn.parameter import Parameter
 
@@ -38,10 +38,10 @@ class _BatchNorm(Layer):
     def __init__(self, num_features: int, momentum: float = 0.9, eps: float = 1e-5, name: str | None = None) -> None:
         super().__init__(name)
         num_features = int_setting(num_features, self._label(), "num_features")
-        if not 0.0 <= momentum < 1.0:
+        if not is_number(momentum) or not 0.0 <= momentum < 1.0:
             raise ValueError(f"{self._label()}: momentum must be in [0, 1), got {momentum}")
-        if eps <= 0:
-            raise ValueError(f"{self._label()}: eps must be positive, got {eps}")
+        if not is_number(eps) or eps <= 0:
+            raise ValueError(f"{self._label()}: eps must be positive, got {eps!r}")
         self.num_features = num_features
         self.momentum = float(momentum)
         self.eps = float(eps)
@@ -104,8 +104,8 @@ class LayerNorm(Layer):
     def __init__(self, normalized_shape: int, eps: float = 1e-5, name: str | None = None) -> None:
         super().__init__(name)
         normalized_shape = int_setting(normalized_shape, self._label(), "normalized_shape")
-        if eps <= 0:
-            raise ValueError(f"{self._label()}: eps must be positive, got {eps}")
+        if not is_number(eps) or eps <= 0:
+            raise ValueError(f"{self._label()}: eps must be positive, got {eps!r}")
         self.normalized_shape = normalized_shape
         self.eps = float(eps)
         dtype = get_default_dtype()

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -32,3 +35,13 @@ def check_optimizer_matches(model: Any, optimizer: Any, where: str = "Trainer.in
     if foreign:
         logger.warning("%s: the optimizer holds %d parameter(s) that are not the model's: %s",
                        where, len(foreign), ", ".join(foreign))
+
+
+def check_trainer_settings(checkpoint_path: Any, enable_parallel: Any) -> None:
+    """Settings that would otherwise fail late (after an epoch of training) or be misread."""
+    if checkpoint_path is not None and not isinstance(checkpoint_path, (str, os.PathLike)):
+        raise TypeError(f"Trainer: checkpoint_path must be a path (str or os.PathLike) or None, "
+                        f"got {type(checkpoint_path).__name__} {checkpoint_path!r}")
+    if not isinstance(enable_parallel, (bool, np.bool_)):
+        # "no" and "False" are true to Python: refuse rather than train in parallel by surprise.
+        raise TypeError(f"Trainer: enable_parallel must be True or False, got {enable_parallel!r}")

@@ -41,7 +41,7 @@ from tinyai.training.parallel_training import ParallelTraining, check_thread_cou
 from tinyai.training.placement import device_scope, place_on_device
 from tinyai.training.precision import PRECISIONS, MixedPrecision
 from tinyai.training.progress import TrainingProgress, resolve_mode
-from tinyai.training.setup_checks import check_optimizer_matches
+from tinyai.training.setup_checks import check_optimizer_matches, check_trainer_settings
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ class Trainer:
                  allreduce_algorithm: str = "direct") -> None:
         max_epoch = int_setting(max_epoch, "Trainer", "max_epoch", minimum=0)
         check_on_nan(on_nan, "Trainer")
+        check_trainer_settings(checkpoint_path, enable_parallel)
         accumulate_steps = int_setting(accumulate_steps, "Trainer", "accumulate_steps")
         eval_every = int_setting(eval_every, "Trainer", "eval_every", minimum=0)
         if precision not in PRECISIONS:
