@@ -51,18 +51,18 @@ def _figures_module() -> Any:
     return module
 
 
-def render(value: Any) -> tuple[bytes, str]:
-    """The picture ``value`` draws of itself: (file bytes, extension)."""
+def render(value: Any) -> tuple[bytes, str, str]:
+    """The picture ``value`` draws of itself: (file bytes, extension, "graph" or "chart")."""
     from tinyai.viz import GraphView, Plot
 
     if isinstance(value, GraphView):
-        return value.svg().encode("utf-8"), "svg"      # Graphviz; raises naming how to install it
+        return value.svg().encode("utf-8"), "svg", "graph"   # Graphviz; raises naming how to install it
     if isinstance(value, Plot):
-        return value.to_bytes("svg"), "svg"
+        return value.to_bytes("svg"), "svg", "chart"
     if hasattr(value, "savefig"):                      # a matplotlib Figure (Monitor.plot, figures.*)
         buffer = io.BytesIO()
         value.savefig(buffer, format="svg")
-        return buffer.getvalue(), "svg"
+        return buffer.getvalue(), "svg", "chart"
     raise TypeError(f"a {type(value).__name__} does not draw itself (expected a graph view, "
                     "a matplotlib Figure or a tinyai.viz.Plot)")
 
@@ -93,7 +93,7 @@ def _run_page(markdown: str, page_path: str, site_prefix: str) -> str:
                 continue
             expression, alt = match.group("expr"), match.group("alt") or ""
             try:
-                data, extension = render(eval(expression, namespace))  # the marker's expression
+                data, extension, kind = render(eval(expression, namespace))  # the marker's expression
             except Exception as error:
                 raise PluginError(f"pictures: {page_path}: could not draw `{expression}`: "
                                   f"{type(error).__name__}: {error}") from error
@@ -103,7 +103,7 @@ def _run_page(markdown: str, page_path: str, site_prefix: str) -> str:
             _made[name] = data
             alt_html = alt.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
             pieces.append(markdown[last:match.start()])
-            pieces.append(f'<figure class="tinyai-picture">\n<img src="{site_prefix}{PICTURES}/{name}" '
+            pieces.append(f'<figure class="tinyai-picture tinyai-{kind}">\n<img src="{site_prefix}{PICTURES}/{name}" '
                           f'alt="{alt_html}">\n<figcaption>{alt_html}</figcaption>\n</figure>')
             last = match.end()
     pieces.append(markdown[last:])
