@@ -247,7 +247,10 @@ def reduce_in_rank_order(arrays: Sequence[Any], op: str, xp: types.ModuleType) -
     combine = {"sum": xp.add, "mean": xp.add, "prod": xp.multiply, "max": xp.maximum, "min": xp.minimum}[op]
     total = arrays[0].copy()
     for other in arrays[1:]:
-        total = combine(total, other)
+        if xp is np:
+            combine(total, other, out=total)  # in place: no new array per rank
+        else:
+            total = combine(total, other)
     if op == "mean":
         total = finish_mean(total, len(arrays))
     return xp.asarray(total)  # 0-d inputs give NumPy scalars; keep arrays
