@@ -281,6 +281,36 @@ def test_col2im_kernel_matches_the_array_version(shape, kernel, stride, pad):
     np.testing.assert_allclose(host(got), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.gpu
+@NO_GPU
+@pytest.mark.parametrize("shape, kernel, stride, pad", POOL_GEOMETRIES)
+def test_blocks_to_image_kernel_matches_the_array_version(shape, kernel, stride, pad):
+    import cupy  # noqa: PLC0415
+
+    from tinyai.functions import fused
+    from tinyai.functions.im2col import blocks_to_image, conv_output_size
+
+    oh, ow = (conv_output_size(s, k, st, p) for s, k, st, p in zip(shape[2:], kernel, stride, pad))
+    blocks = np.random.default_rng(7).standard_normal((kernel[0] * kernel[1], shape[0] * oh * ow, shape[1]))
+    expected = blocks_to_image(blocks, shape, kernel, stride, pad)
+    got = fused.blocks_to_image_gather(cupy.asarray(blocks), shape, kernel, stride, pad)
+    np.testing.assert_allclose(host(got), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.gpu
+@NO_GPU
+def test_max_pooling_and_convolution_on_the_kernels_have_second_derivatives():
+    import cupy  # noqa: PLC0415
+
+    from tinyai.testing import gradgradcheck
+
+    r = np.random.default_rng(8)
+    x = cupy.asarray((r.permutation(2 * 2 * 5 * 5).reshape(2, 2, 5, 5) * 0.1))
+    assert gradgradcheck(lambda v: F.max_pool2d(v, 3, 2, 1), x, seed=0)
+    w = cupy.asarray(r.standard_normal((3, 2, 3, 3)))
+    assert gradgradcheck(lambda v, k: F.conv2d(v, k, None, 2, 1), x, w, seed=0)
+
+
 @pytest.mark.parametrize("name", ["SGD", "Momentum", "Adam", "AdamW", "RMSprop", "AdaGrad"])
 def test_optimizers_step_a_device_model_as_on_the_host(name, device):
     def train(on_device):

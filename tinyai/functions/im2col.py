@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 from tinyai.autograd import Function, Variable
 from tinyai.backend import get_array_module
+from tinyai.functions.fused import blocks_to_image_gather
 
 Pair = tuple[int, int]
 
@@ -153,6 +154,8 @@ def blocks_to_image(blocks: Any, img_shape: Sequence[int], kernel: Pair, stride:
     view), padding discarded.
     """
     xp = get_array_module(blocks)
+    if xp.__name__ == "cupy":  # one gather kernel instead of kh * kw additions
+        return blocks_to_image_gather(blocks, img_shape, kernel, stride, pad)
     n, c, h, w = img_shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
     oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)

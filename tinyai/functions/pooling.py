@@ -28,6 +28,7 @@ from typing import Any
 
 from tinyai.autograd import Function, Variable
 from tinyai.backend import get_array_module
+from tinyai.functions import fused
 from tinyai.functions.im2col import Pair, as_pair, check_window, conv_output_size
 
 
@@ -113,8 +114,14 @@ class MaxPool2d(Function):
             raise TypeError(f"max_pool2d: input must be floating point, got dtype {x.dtype}")
         xp = get_array_module(x)
         self.in_shape, self.channels_last = x.shape, _channels_last(x)
-        padded = _padded(x, self.pad, -float("inf"))  # -inf padding never wins a max
         out_size = _output_size(x.shape, self.kernel, self.stride, self.pad)
+        #: On CuPy: the flat window position of each maximum, from one fused kernel
+        #: (tinyai.functions.fused); None when the winner masks below are used.
+        self.winner = None
+        if xp.__name__ == "cupy":
+            y, self.winner = fused.max_pool_forward(x, out_size, self.kernel, self.stride, self.pad)
+            return y
+        padded = _padded(x, self.pad, -float("inf"))  # -inf padding never wins a max
         slices = list(_window_slices(self.kernel, self.stride, out_size))
         y = padded[slices[0][2]].copy(order="K")  # "K": keep x's memory layout
         for _, _, index in slices[1:]:
@@ -147,8 +154,11 @@ class MaxPool2dGrad(Function):
         self.pool = pool
 
     def forward(self, gy):
-        won = self.pool.won
-        return _add_into_windows(lambda i, j: gy * won[i, j], self.pool, gy)
+        pool = self.pool
+        if pool.winner is not None:  # CuPy: each input pixel gathers the gradients of the windows it won
+            return fused.max_pool_backward(gy, pool.winner, pool.in_shape, pool.kernel, pool.stride, pool.pad)
+        won = pool.won
+        return _add_into_windows(lambda i, j: gy * won[i, j], pool, gy)
 
     def backward(self, ggx):
         return MaxPool2dGather(self.pool)(ggx)
@@ -162,6 +172,8 @@ class MaxPool2dGather(Function):
 
     def forward(self, x):
         pool = self.pool
+        if pool.winner is not None:
+            return fused.max_pool_gather(x, pool.winner, pool.kernel, pool.stride, pool.pad)
         padded = _padded(x, pool.pad, 0.0)
         out_size = _output_size(x.shape, pool.kernel, pool.stride, pool.pad)
         y = None
