@@ -132,3 +132,11 @@ def test_parallel_batch_processor_is_exported_and_callable():
     for name, p in model.named_params():
         np.testing.assert_allclose(agg.get_average_gradients()[name], p.grad.data, rtol=1e-6, err_msg=name)
     assert ParallelBatchProcessor(model, MeanSquared(), x, y, worker_id=0)().success  # the callable entry point
+
+
+def test_aggregate_is_the_plain_mean_of_worker_maps_name_by_name():
+    maps = [{"W": np.array([1.0, 2.0]), "b": np.array([4.0])}, {"W": np.array([3.0, -2.0])}]
+    result = GradientAggregator.aggregate(maps)
+    np.testing.assert_array_equal(result["W"], [2.0, 0.0])
+    np.testing.assert_array_equal(result["b"], [4.0])  # only the worker that has it
+    assert GradientAggregator.aggregate([]) == {}

@@ -101,6 +101,29 @@ class GradientAggregator:
             raise RuntimeError(f"GradientAggregator: all {self.expected_submissions} expected submissions "
                                "have arrived already; call reset() before the next step")
 
+    @staticmethod
+    def aggregate(worker_gradients: "list[Mapping[str, Any]]") -> dict[str, Any]:
+        """The plain mean, name by name, of several workers' gradient maps (TinyAI's ``aggregate``).
+
+        A name missing from some maps is averaged over the maps that have it.
+        Equal weights: use ``submit_gradients(..., batch_size)`` for shards of
+        different sizes.
+
+        >>> import numpy as np
+        >>> GradientAggregator.aggregate([{"W": np.array([1.0])}, {"W": np.array([3.0])}])["W"]
+        array([2.])
+        """
+        sums: dict[str, Any] = {}
+        counts: dict[str, int] = {}
+        for k, gradients in enumerate(worker_gradients):
+            for name, value in gradients.items():
+                grad = _gradient_array(name, value)
+                if grad is None:
+                    continue
+                sums[name] = grad.copy() if name not in sums else sums[name] + grad
+                counts[name] = counts.get(name, 0) + 1
+        return {name: total / counts[name] for name, total in sums.items()}
+
     def is_ready(self) -> bool:
         """True when every expected shard has reported (with gradients or a failure)."""
         with self._done:

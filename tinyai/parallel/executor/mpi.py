@@ -102,6 +102,9 @@ class MpiExecutor(Executor):
         # with a peer's batch statistics, nor the user's own messages with ours.
         self._comm: Any = base.Dup()
         self.communicator = MpiCommunicator(base.Dup())
+        # The gradients' all-reduce goes through the Communicator interface (rank-order sums: the
+        # same bits on every rank and on every transport).
+        self.gradient_communicator = MpiCommunicator(base.Dup())
         self.rank: int = self._comm.Get_rank()
         self.size: int = self._comm.Get_size()
         self.workers = self.size
@@ -218,8 +221,7 @@ class MpiExecutor(Executor):
                 if grad is not None:
                     flat[offset:offset + a.size] = to_host(grad).reshape(-1)
                 offset += a.size
-        summed = np.empty_like(flat)
-        self._comm.Allreduce(flat, summed, op=load_mpi().SUM)
+        summed = self.gradient_communicator.allreduce(flat)
         total = sum(r.batch_size for r in results)
         ok_share = sum(r.batch_size for r in results if r.success) / total
         gradients, offset = {}, 0
@@ -262,4 +264,5 @@ class MpiExecutor(Executor):
             comm, self._comm = self._comm, None
             comm.Free()
             self.communicator.comm.Free()
+            self.gradient_communicator.comm.Free()
         return True
