@@ -29,6 +29,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from concurrent.futures import Future, wait
 from typing import Any, Callable, Sequence
 
@@ -90,6 +91,11 @@ class _WorkerThread:
         return future
 
 
+def _stop_all(inboxes: list[queue.SimpleQueue]) -> None:
+    for inbox in inboxes:
+        inbox.put(None)
+
+
 class ThreadExecutor(Executor):
     """Runs the shards of each step on ``workers`` daemon threads, each with its own replica.
 
@@ -112,6 +118,8 @@ class ThreadExecutor(Executor):
         self.contexts = [WorkerContext(k, self.replicas[k], loss) for k in range(workers)]
         self._threads: list[_WorkerThread] | None = [_WorkerThread(k) for k in range(workers)]
         self._abandoned: list[str] = []
+        # An executor dropped without shutdown() still lets its idle threads end.
+        weakref.finalize(self, _stop_all, [worker.inbox for worker in self._threads])
 
     @property
     def alive(self) -> bool:
