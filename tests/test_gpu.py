@@ -389,12 +389,7 @@ def test_mixed_precision_on_the_device(device):
 
 
 @pytest.mark.slow
-def test_data_parallel_threads_with_a_device_model(device, request):
-    if "standin" in request.node.name:
-        # Device models on the thread backend belong to the parallel-v2 issue; strict, so
-        # the day they work this marker fails and is removed.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="data-parallel training of a device "
-                                              "model is not supported yet (parallel-v2 issue)"))
+def test_data_parallel_threads_with_a_device_model(device):
     single, single_model, _ = _mnist_run("gpu", 1)
     parallel, model, trainer = _mnist_run("gpu", 1, enable_parallel=True, thread_count=2, parallel_backend="thread")
     trainer.shutdown()

@@ -407,7 +407,8 @@ class Trainer:
         self._skipped_shards += outcome.failed_shards
         self._failed_batches += outcome.failed_shards > 0
         prediction = None if outcome.prediction is None else Variable(outcome.prediction, requires_grad=False)
-        return outcome.loss, prediction, Variable(batch.y, requires_grad=False)
+        _, target = batch_variables(self.model, batch)  # on the model's device, like the prediction
+        return outcome.loss, prediction, target
 
     def _accumulation_groups(self, sizes: list[int]) -> list[int]:
         """For each batch, the number of examples in its accumulation group."""
