@@ -251,8 +251,71 @@ def main(scenario, out):
     comm = mpi_world(timeout=120)
     if scenario == "tensor":
         np.savez(f"{out}/rank{comm.rank}.npz", **flatten(tensor_parallel_suite(comm)))
+    elif scenario == "hybrid":
+        flat = {}
+        for kind in ("tensor", "pipeline"):
+            result = hybrid_train(comm, kind, out)
+            flat.update({f"{kind}|{name}": value for name, value in result["weights"].items()})
+            flat[f"{kind}|progress"] = np.array(result["progress"])
+        np.savez(f"{out}/hybrid-rank{comm.rank}.npz", **flat)
     else:
         raise ValueError(f"unknown scenario {scenario!r}")
+
+
+
+# --- hybrid parallelism: 2 x 2 grids trained by the Trainer ----------------------------------------------
+
+
+def hybrid_problem(kind):
+    """The unsplit model, data set, loss and optimizer maker of the hybrid tests (the same on every rank)."""
+    from tinyai.data import ArrayDataset
+    from tinyai.losses import MeanSquaredLoss
+
+    sizes = (6, 8, 4) if kind == "tensor" else (6, 8, 8, 4)
+    model = build(31, lambda: nn.MlpBlock("mlp", 10, "tanh", *sizes))
+    rng = np.random.default_rng(32)
+    x, y = rng.standard_normal((40, 6)), rng.standard_normal((40, 4))
+    # 30 training examples in batches of 10: shards of 5 per replica, micro-batches of 2, 2 and 1.
+    dataset = ArrayDataset(x, y, batch_size=10, split_ratio=0.75)
+    return model, dataset, MeanSquaredLoss(), (lambda m: optim.Adam(m, lr=0.02))
+
+
+def hybrid_train(comm, kind, folder=None):
+    """Train the hybrid problem on a 2 x 2 grid; its whole weights, progress text and the last step's events.
+
+    Each rank asks for its checkpoint at ``folder``/<kind>-rank<r>.npz: only rank 0 may write one.
+    """
+    import io
+
+    from tinyai.parallel import HybridParallel, ProcessGrid
+    from tinyai.training import Trainer
+
+    grid = ProcessGrid(comm, data=2, **{kind: 2})
+    model, dataset, loss, make_optimizer = hybrid_problem(kind)
+    if kind == "tensor":
+        model = tensor_parallel(model, grid.tensor)
+    strategy = HybridParallel(grid, micro_batches=3)
+    stream = io.StringIO()
+    trainer = Trainer(2, strategy=strategy, dataset=dataset, model=model, loss=loss,
+                      optimizer=make_optimizer(model), stream=stream, progress="line",
+                      checkpoint_path=None if folder is None else f"{folder}/{kind}-rank{comm.rank}.npz")
+    with using_rng(np.random.default_rng(33)):  # every rank draws the same batch order
+        trainer.train()
+    weights = full_state_dict(model) if kind == "tensor" else dict(model.state_dict())
+    events = trainer._parallel.engine.executor.last_events
+    return {"weights": weights, "progress": stream.getvalue(), "events": events,
+            "grid": (grid.data_rank, grid.model_rank)}
+
+
+def hybrid_single(kind):
+    """The hybrid problem trained by one process (the reference)."""
+    from tinyai.training import Trainer
+
+    model, dataset, loss, make_optimizer = hybrid_problem(kind)
+    trainer = Trainer(2, dataset=dataset, model=model, loss=loss, optimizer=make_optimizer(model), progress="off")
+    with using_rng(np.random.default_rng(33)):
+        trainer.train()
+    return dict(model.state_dict())
 
 
 if __name__ == "__main__":

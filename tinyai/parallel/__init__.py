@@ -38,6 +38,8 @@ from tinyai.parallel.comm import (
     spmd,
 )
 from tinyai.parallel.pipeline import PipelineParallel, PipelineStageError, bubble_fraction, split_into_stages
+from tinyai.parallel.grid import ProcessGrid
+from tinyai.parallel.hybrid import GridExecutor, HybridParallel
 
 __all__ = [
     "GradientAggregator", "deep_copy_model", "is_model_parallelizable", "get_recommended_thread_count",
@@ -48,4 +50,5 @@ __all__ = [
     "PipelineParallel", "PipelineStageError", "split_into_stages", "bubble_fraction",
     "Communicator", "CommunicatorError", "ThreadCommunicator", "ThreadWorld", "ProcessCommunicator",
     "ProcessWorld", "MpiCommunicator", "mpi_world", "spmd", "SpmdError",
+    "ProcessGrid", "HybridParallel", "GridExecutor",
 ]

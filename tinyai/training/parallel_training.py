@@ -55,8 +55,10 @@ class ParallelTraining:
         options: a ``ParallelOptions`` (backend, thread_count, on_error, step_timeout).
     """
 
-    def __init__(self, enable: bool = False, options: ParallelOptions | None = None) -> None:
+    def __init__(self, enable: bool = False, options: ParallelOptions | None = None, strategy: Any = None) -> None:
         self.options = options if options is not None else ParallelOptions()
+        #: A strategy that brings its own executor (``Trainer(strategy=HybridParallel(grid))``), or None.
+        self.strategy = strategy
         self.engine: DataParallel | None = None
         self.workers = 0
         self.chosen_backend: str | None = None
@@ -118,6 +120,9 @@ class ParallelTraining:
                 logger.warning("data parallel: compression=%r has no effect: data-parallel training is off",
                                self.options.compression)
             return
+        if self.strategy is not None:
+            self._start_own(model, loss)
+            return
         if self.backend == "mpi":
             self._start_mpi(model, loss)
             return
@@ -158,6 +163,29 @@ class ParallelTraining:
         self.workers = workers
         self.chosen_backend = backend
         logger.info("data parallel: %d %s workers started", workers, backend)
+
+    def _start_own(self, model: Any, loss: Any) -> None:
+        """Run the given strategy on the executor it brings (the replicas of a process grid)."""
+        executor = self.strategy.make_executor(model, loss)
+        if executor is None:
+            raise ValueError(f"Trainer: strategy={type(self.strategy).__name__} brings no executor of its own; "
+                             "use enable_parallel=True and parallel_backend= for data-parallel strategies")
+        self.strategy.stats = self.stats
+        engine = DataParallel(model, loss, strategy=self.strategy, executor=executor)
+        self.is_root = engine.is_root
+        self.engine = engine
+        self.workers = executor.workers
+        self.chosen_backend = executor.kind
+
+    def checkpoint_parts(self, model: Any, optimizer: Any) -> tuple[Any, Any, bool]:
+        """(model, optimizer or their states, whether this rank writes) for the Trainer's checkpoint.
+
+        Strategies whose ranks hold parts of the model gather them (every
+        rank must call this then); otherwise the root writes the model as is.
+        """
+        engine = self.engine
+        parts = engine.strategy.checkpoint_state(model, optimizer) if engine is not None else None
+        return parts if parts is not None else (model, optimizer, self.is_root)
 
     def _start_mpi(self, model: Any, loss: Any) -> None:
         """Join the MPI job this script was launched in; its ranks split every batch."""

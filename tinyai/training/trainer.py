@@ -117,6 +117,11 @@ class Trainer:
         allreduce_algorithm: "direct" (the executor adds the workers'
             gradients) or "ring" (the workers add them among themselves by
             ring all-reduce; "thread" and "mpi" backends).
+        strategy: a strategy that brings its own ranks, such as
+            ``tinyai.parallel.HybridParallel(grid)`` (data x tensor or data x
+            pipeline parallelism; every rank of the grid runs this Trainer).
+            Implies parallel training; only data-parallel rank 0 of each
+            model group prints, and global rank 0 writes checkpoints.
         dataset, model, loss, optimizer: given together, ``init`` is done
             here, so ``Trainer(5, dataset=..., model=..., loss=..., optimizer=...).train()``
             is one line; left out, call ``init`` yourself (TinyAI's way).
@@ -129,7 +134,7 @@ class Trainer:
                  accumulate_steps: int = 1, step_timeout: float | None = None, dataset: Any = None,
                  model: Any = None, loss: Any = None, optimizer: Any = None,
                  device: str | Device | None = None, precision: str = "float32", compression: Any = None,
-                 allreduce_algorithm: str = "direct") -> None:
+                 allreduce_algorithm: str = "direct", strategy: Any = None) -> None:
         max_epoch = int_setting(max_epoch, "Trainer", "max_epoch", minimum=0)
         check_on_nan(on_nan, "Trainer")
         check_trainer_settings(checkpoint_path, enable_parallel)
@@ -148,9 +153,9 @@ class Trainer:
         self.max_epoch = max_epoch
         self.monitor = monitor if monitor is not None else Monitor()
         self.evaluator = evaluator
-        self._parallel = ParallelTraining(enable_parallel, ParallelOptions(
+        self._parallel = ParallelTraining(enable_parallel or strategy is not None, ParallelOptions(
             parallel_backend, check_thread_count(thread_count, "Trainer"), on_error, step_timeout,
-            compression, allreduce_algorithm))
+            compression, allreduce_algorithm), strategy=strategy)
         self.accumulate_steps = accumulate_steps
         self._accumulated: dict[str, Any] = {}
         self._skipped_shards = 0
@@ -289,7 +294,7 @@ class Trainer:
             while self.epoch < self.max_epoch:
                 self._train_epoch(self.epoch, shuffle, display)
                 self.epoch += 1
-                if self.checkpoint_path is not None and self._parallel.is_root:
+                if self.checkpoint_path is not None:
                     self.save_checkpoint(self.checkpoint_path)
         finally:
             display.close()
@@ -464,12 +469,19 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike, extra: dict | None = None) -> None:
-        """Write model weights, optimizer state, epochs done, random state and history to ``path`` (atomically)."""
+        """Write model weights, optimizer state, epochs done, random state and history to ``path`` (atomically).
+
+        In SPMD training (MPI, ``HybridParallel``) every rank calls it and one
+        rank writes; a hybrid model is saved whole (its parts gathered).
+        """
         self._require_init("save_checkpoint")
         if self.mixed_precision is not None:
             extra = {**(extra or {}), "mixed_precision": self.mixed_precision.state_dict()}
-        save_checkpoint(path, self.model, self.optimizer, epoch=self.epoch, monitor=self.monitor,
-                        rng_state=get_state(), extra=extra)
+        # With a hybrid strategy every rank gathers its part and rank 0 writes; else the root writes.
+        model, optimizer, writes = self._parallel.checkpoint_parts(self.model, self.optimizer)
+        if writes:
+            save_checkpoint(path, model, optimizer, epoch=self.epoch, monitor=self.monitor,
+                            rng_state=get_state(), extra=extra)
 
     def load_checkpoint(self, path: str | os.PathLike) -> "Trainer":
         """Restore a checkpoint into the attached model and optimizer; ``train()``

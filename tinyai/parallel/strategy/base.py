@@ -102,6 +102,25 @@ class Strategy(ABC):
     def close(self) -> None:
         """Release what the strategy holds (the executor is shut down by its owner)."""
 
+    # -- hooks for strategies that bring their own ranks (hybrid layouts) ------------------------
+    def make_executor(self, model: Any, loss: Any) -> Executor | None:
+        """The executor this strategy runs on when handed to ``Trainer(strategy=...)``.
+
+        None (the default): the Trainer's own executor (``parallel_backend``).
+        ``HybridParallel`` returns the replicas of its process grid.
+        """
+        return None
+
+    def checkpoint_state(self, model: Any, optimizer: Any) -> tuple[Any, Any, bool] | None:
+        """(model state, optimizer state, whether this rank writes) for a checkpoint, or None.
+
+        None (the default): every worker holds the whole model, and the
+        Trainer's root writes ``model``/``optimizer`` as they are. A strategy
+        whose ranks hold parts of the model gathers them here; then every
+        rank calls it (it may be collective).
+        """
+        return None
+
     # -- helpers for subclasses -----------------------------------------------------------------
     def check_failures(self, results: Sequence[BatchProcessResult]) -> list[BatchProcessResult]:
         """The failed results; raises WorkerError for the first one unless on_error="skip" and some succeeded."""
