@@ -60,8 +60,9 @@ class GridExecutor(Executor):
     other replicas' losses, sizes and predictions; ``allreduce_gradients``
     sums the share-weighted gradients over ``grid.data``. After each step
     ``last_events`` holds (rank, phase, micro-batch, start s, end s) of
-    what this rank did, timed from the step's start (``time.perf_counter``,
-    one clock for all ranks of one machine).
+    what this rank did, in ``time.perf_counter`` seconds: one clock for all
+    ranks of one machine, so the ranks' events can be drawn on one timeline
+    (``tinyai.viz.timeline_figure``).
     """
 
     kind = "grid"
@@ -79,14 +80,13 @@ class GridExecutor(Executor):
         self._local: dict[str, Any] = {}
         self._state: dict = {}
         self._alive = True
-        self._t0 = 0.0
 
     @property
     def alive(self) -> bool:
         return self._alive
 
     def _event(self, phase: str, micro_batch: int, start: float) -> None:
-        self.last_events.append((self.grid.rank, phase, micro_batch, start - self._t0, time.perf_counter() - self._t0))
+        self.last_events.append((self.grid.rank, phase, micro_batch, start, time.perf_counter()))
 
     def compute(self, master: Any, x: Any, y: Any) -> list[BatchProcessResult]:
         if not self._alive:
@@ -96,7 +96,6 @@ class GridExecutor(Executor):
         if total < grid.data_size:
             raise ValueError(f"hybrid parallel: a batch of {total} examples cannot be split over "
                              f"{grid.data_size} data-parallel replicas (each needs one)")
-        self._t0 = time.perf_counter()
         self.last_events = []
         start, stop = shard_bounds(total, grid.data_size)[grid.data_rank]
         share = (stop - start) / total
@@ -135,12 +134,13 @@ class GridExecutor(Executor):
         bounds = shard_bounds(len(x), self.micro_batches)
         saved = []
         losses, outputs = [], []
+        # Events are timed from the moment a stage has its input: waiting shows as a gap (the bubble).
         for m, (a, b) in enumerate(bounds):
-            began = time.perf_counter()
             if k == 0:
                 inputs = Variable(x[a:b], requires_grad=False)
             else:
                 inputs = Variable(comm.recv(k - 1, _FORWARD_TAG))
+            began = time.perf_counter()
             output = stage(inputs)
             if k == last:
                 value = self.loss.loss(Variable(y[a:b], requires_grad=False), output)
@@ -152,12 +152,14 @@ class GridExecutor(Executor):
                 saved.append((inputs, output, None))
             self._event("F", m, began)
         for m in reversed(range(len(bounds))):
-            began = time.perf_counter()
             inputs, output, weight = saved[m]
             if k == last:
+                began = time.perf_counter()
                 output.backward(np.asarray(weight, dtype=output.data.dtype))
             else:
-                output.backward(Variable(comm.recv(k + 1, _BACKWARD_TAG)))
+                gy = Variable(comm.recv(k + 1, _BACKWARD_TAG))
+                began = time.perf_counter()
+                output.backward(gy)
             if k > 0:
                 comm.send(inputs.grad.data, k - 1, _BACKWARD_TAG)
             saved[m] = None  # free the micro-batch's graph

@@ -7,6 +7,8 @@
   terminal.
 * :class:`StepByStepVisualizer`: backward, one Function at a time, with the
   gradients going in and out.
+* :func:`tensor_split_figure`, :func:`communication_figure`,
+  :func:`timeline_figure`: model parallelism drawn from a real run.
 * :class:`Plot`: decision regions of a classifier and line plots, as PNG
   files (matplotlib, the ``viz`` extra).
 
@@ -15,9 +17,11 @@ This is an aside layer: it uses only ``tinyai.backend`` and
 """
 from tinyai.viz.console import BackwardStep, ComputationGraphVisualizer, StepByStepVisualizer
 from tinyai.viz.dot import GraphView, get_dot_graph, plot_dot_graph, show_graph
+from tinyai.viz.model_parallel import communication_figure, tensor_split_figure, timeline_figure
 from tinyai.viz.plot import Plot
 
 __all__ = [
     "get_dot_graph", "plot_dot_graph", "show_graph", "GraphView",
     "ComputationGraphVisualizer", "StepByStepVisualizer", "BackwardStep", "Plot",
+    "tensor_split_figure", "communication_figure", "timeline_figure",
 ]

@@ -18,6 +18,7 @@ from tinyai.parallel.tensor.checkpoint import (
     load_full_optimizer_state,
     load_full_state_dict,
 )
+from tinyai.parallel.tensor.traffic import CountingCommunicator
 from tinyai.parallel.tensor.layers import ColumnParallelLinear, RowParallelLinear
 from tinyai.parallel.tensor.operators import (
     copy_to_tensor_parallel,
@@ -30,5 +31,6 @@ __all__ = [
     "ColumnParallelLinear", "RowParallelLinear", "TensorParallelMLP", "TensorParallelAttention", "tensor_parallel",
     "copy_to_tensor_parallel", "reduce_from_tensor_parallel", "gather_from_tensor_parallel",
     "scatter_to_tensor_parallel",
+    "CountingCommunicator",
     "full_state_dict", "load_full_state_dict", "full_grads", "full_optimizer_state", "load_full_optimizer_state",
 ]
