@@ -200,3 +200,18 @@ def test_an_array_and_a_number_meet_on_the_arrays_device():
         x = tinyai.to_gpu(np.array([1.0, 2.0, 3.0]))
         np.testing.assert_array_equal(tinyai.to_cpu(F.pow(x, 3).data), [1.0, 8.0, 27.0])
         np.testing.assert_array_equal(tinyai.to_cpu(F.sub(x, 1.0).data), [0.0, 1.0, 2.0])
+
+
+def test_an_optimizer_follows_its_model_to_the_device_and_back():
+    with standin_as_gpu():
+        tinyai.seed(0)
+        model = nn.Linear(3, 2)
+        optimizer = optim.Adam(model, lr=0.1)
+        for move in ("gpu", "cpu"):
+            model.to(move)
+            x = model.device.put(np.ones((4, 3), np.float32))
+            model.clear_grads()
+            F.sum(model(x)).backward()
+            optimizer.update()
+            states = [v for slots in optimizer.state.values() for v in slots.values()]
+            assert all(device_of(v) == move for v in states), move

@@ -25,8 +25,10 @@ import logging
 import math
 from typing import Any, Iterator
 
+import numpy as np
+
 from tinyai.autograd import Variable, no_grad
-from tinyai.backend import get_array_module, is_array, to_cpu
+from tinyai.backend import device_of, get_array_module, is_array, to_cpu
 from tinyai.backend.pytorch_names import attribute_error
 from tinyai.backend.settings import is_number
 from tinyai.nn import Layer
@@ -201,9 +203,9 @@ class Optimizer:
             if value.shape != p.data.shape:
                 raise ValueError(f"{type(self).__name__}: state {slot!r} of parameter {name!r} has shape "
                                  f"{tuple(value.shape)} but the parameter has shape {tuple(p.data.shape)}")
-            if get_array_module(value) is not xp:
-                # The model moved to another device (to_gpu/to_cpu): follow it.
-                state[slot] = xp.asarray(to_cpu(value))
+            if get_array_module(value) is not xp or (xp is not np and device_of(value) != device_of(p.data)):
+                # The model moved to another device (to_gpu/to_cpu, or to another GPU): follow it.
+                state[slot] = device_of(p.data).put(value)
         return state
 
     # -- the step ------------------------------------------------------------------------
