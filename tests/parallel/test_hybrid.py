@@ -131,3 +131,14 @@ def test_bad_grids_and_strategies_are_clear_errors():
 
     with pytest.raises(SpmdError, match=r"max_grad_norm clips by the norm of all gradients"):
         spmd(clipped, 2)
+
+    def split_over_the_world(c):
+        grid = ProcessGrid(c, data=2, tensor=2)
+        model, dataset, loss, make_optimizer = programs.hybrid_problem("tensor")
+        model = programs.tensor_parallel(model, c)  # all 4 ranks, not the grid's tensor group of 2
+        Trainer(1, strategy=HybridParallel(grid), dataset=dataset, model=model, loss=loss,
+                optimizer=make_optimizer(model), progress="off")
+
+    with pytest.raises(SpmdError, match=r"split layers use a communicator of 4 ranks, but the grid's tensor "
+                                        r"groups have 2; split the model over grid.tensor"):
+        spmd(split_over_the_world, 4)

@@ -48,7 +48,7 @@ from tinyai.parallel.pipeline.planning import split_into_stages
 from tinyai.parallel.processor import BatchProcessResult
 from tinyai.parallel.sharding import shard_bounds
 from tinyai.parallel.strategy.allreduce import SynchronousAllReduce
-from tinyai.parallel.tensor.checkpoint import full_optimizer_state, full_state_dict
+from tinyai.parallel.tensor.checkpoint import full_optimizer_state, full_state_dict, split_layers
 
 _FORWARD_TAG, _BACKWARD_TAG = 0, 1
 
@@ -225,6 +225,12 @@ class HybridParallel(SynchronousAllReduce):
 
     def make_executor(self, model: Any, loss: Any) -> GridExecutor:
         """The executor this strategy brings to the Trainer: the grid's replicas."""
+        if self.grid.kind == "tensor":
+            wrong = sorted({layer.comm.size for _, layer in split_layers(model)} - {self.grid.model_size})
+            if wrong:
+                raise ValueError(f"hybrid parallel: the model's split layers use a communicator of "
+                                 f"{wrong[0]} ranks, but the grid's tensor groups have {self.grid.model_size}; "
+                                 "split the model over grid.tensor (tensor_parallel(model, grid.tensor))")
         return GridExecutor(self.grid, model, loss, self.micro_batches)
 
     def apply_update(self, optimizer: Any) -> None:
