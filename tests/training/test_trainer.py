@@ -265,3 +265,15 @@ def test_batches_follow_the_model_to_another_backend():
     assert isinstance(model.fc1.W.data, StandInArray)
     assert history["loss"][-1] < history["loss"][0]
     assert history["test_accuracy"][-1] >= 0.9
+
+
+def test_jupyter_without_ipywidgets_gets_the_text_bar_not_a_warning(monkeypatch):
+    tqdm = pytest.importorskip("tqdm")
+    monkeypatch.setattr(progress_module, "_in_jupyter_kernel", lambda: True)
+    real_find_spec = progress_module.importlib.util.find_spec
+    monkeypatch.setattr(progress_module.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "ipywidgets" else real_find_spec(name, *args))
+    assert progress_module._load_tqdm() is tqdm.std.tqdm
+    monkeypatch.setattr(progress_module, "_in_jupyter_kernel", lambda: False)
+    from tqdm.auto import tqdm as auto_bar
+    assert progress_module._load_tqdm() is auto_bar

@@ -16,6 +16,7 @@ saved or exported notebook, where a widget would not.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import time
@@ -40,12 +41,33 @@ def resolve_mode(progress: bool | str | None) -> str:
     raise ValueError(f"Trainer: progress must be True, False, None or one of {MODES}, got {progress!r}")
 
 
+def _in_jupyter_kernel() -> bool:
+    """True inside a Jupyter kernel (where tqdm.auto draws a widget)."""
+    shell = sys.modules.get("IPython")
+    ipython = getattr(shell, "get_ipython", lambda: None)() if shell is not None else None
+    return ipython is not None and "IPKernelApp" in getattr(ipython, "config", {})
+
+
 def _load_tqdm():
+    """tqdm's bar class: the widget in Jupyter, text elsewhere; None without tqdm.
+
+    In Jupyter without ipywidgets, tqdm.auto would print a red TqdmWarning
+    and draw text anyway; this takes the text bar directly and says once,
+    quietly (logging INFO), which extra brings the widget.
+    """
     try:
-        from tqdm.auto import tqdm
+        import tqdm  # noqa: F401
     except ImportError:
         return None
-    return tqdm
+    if _in_jupyter_kernel() and importlib.util.find_spec("ipywidgets") is None:
+        if not TrainingProgress._noted_no_widgets:
+            logger.info("the progress widget needs ipywidgets (pip install 'tinyai-numpy[notebook]'); "
+                        "showing a text bar")
+            TrainingProgress._noted_no_widgets = True
+        from tqdm.std import tqdm as text_bar
+        return text_bar
+    from tqdm.auto import tqdm as auto_bar
+    return auto_bar
 
 
 def format_metrics(metrics: dict[str, float | None]) -> str:
@@ -68,6 +90,7 @@ class TrainingProgress:
     """
 
     _warned_no_tqdm = False
+    _noted_no_widgets = False
 
     def __init__(self, mode: str, max_epoch: int, stream: TextIO | None = None) -> None:
         self.mode = mode
