@@ -21,6 +21,9 @@ from tinyai.backend.device import (
 from tinyai.backend.collective import Communicator, get_communicator, using_communicator
 from tinyai.backend.dtypes import default_dtype, get_default_dtype, narrow_like, set_default_dtype, widen
 from tinyai.backend.random import get_rng, get_state, seed, set_state, uniform_like, using_rng
+from tinyai.backend.memory import keep_freed_memory
+
+keep_freed_memory()  # see tinyai.backend.memory: fresh pages for every array cost more than the arithmetic
 
 __all__ = [
     "get_array_module", "is_array", "scatter_add", "is_gpu_available", "gpu_unavailable_reason", "register_array_module",

@@ -127,6 +127,8 @@ def window_rows(img: Any, kernel: Pair, stride: Pair, pad: Pair) -> Any:
     n, c, h, w = img.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
     oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    if c < 4:
+        return _window_columns(img, kernel, stride, pad, (oh, ow)).T
     # The padded image, channels last: (N, H + 2ph, W + 2pw, C).
     padded = xp.empty((n, h + 2 * ph, w + 2 * pw, c), dtype=img.dtype)
     if ph or pw:
@@ -140,6 +142,27 @@ def window_rows(img: Any, kernel: Pair, stride: Pair, pad: Pair) -> Any:
     windows = xp.lib.stride_tricks.as_strided(
         padded, (n, oh, ow, kh, kw, c), (s_n, s_h * sh, s_w * sw, s_h, s_w, s_c))
     return xp.ascontiguousarray(windows).reshape(n * oh * ow, kh * kw * c)
+
+
+def _window_columns(img: Any, kernel: Pair, stride: Pair, pad: Pair, out_size: tuple[int, int]) -> Any:
+    """window_rows transposed, (kh * kw * C, N * OH * OW), for images of few channels.
+
+    With one or two channels a row of window_rows is a handful of scattered
+    values; built the other way round, each copied run is a row of output
+    pixels, contiguous in the image. Transposed back it is the same matrix
+    (in Fortran order), which a matrix product takes as it is.
+    """
+    xp = get_array_module(img)
+    n, c, h, w = img.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
+    oh, ow = out_size
+    padded = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=img.dtype) if ph or pw else img
+    if ph or pw:
+        padded[:, :, ph:ph + h, pw:pw + w] = img
+    s_n, s_c, s_h, s_w = padded.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        padded, (kh, kw, c, n, oh, ow), (s_h, s_w, s_c, s_n, s_h * sh, s_w * sw))
+    return xp.ascontiguousarray(windows).reshape(kh * kw * c, n * oh * ow)
 
 
 def blocks_to_image(blocks: Any, img_shape: Sequence[int], kernel: Pair, stride: Pair, pad: Pair) -> Any:

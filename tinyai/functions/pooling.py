@@ -83,9 +83,13 @@ def _new_image(shape: tuple[int, ...], like: Any, channels_last: bool, fill: boo
     return make((n, h, w, c), dtype=like.dtype).transpose(0, 3, 1, 2)
 
 
-def _add_into_windows(parts: Any, pool: Any, like: Any) -> Any:
-    """Sum ``parts(i, j)`` (output-sized arrays) into the window slices of a zero
-    image shaped and laid out like the pooling's input: the col2im of pooling."""
+def _add_into_windows(part: Any, pool: Any, like: Any) -> Any:
+    """Sum ``part(i, j, out)`` (output-sized arrays) into the window slices of a zero
+    image shaped and laid out like the pooling's input: the col2im of pooling.
+
+    ``part`` computes window element (i, j)'s share into ``out`` when that is
+    given (the slice itself, when windows tile the image), else into a new array.
+    """
     n, c, h, w = pool.in_shape
     (kh, kw), (sh, sw), (ph, pw) = pool.kernel, pool.stride, pool.pad
     out_size = _output_size(pool.in_shape, pool.kernel, pool.stride, pool.pad)
@@ -94,12 +98,12 @@ def _add_into_windows(parts: Any, pool: Any, like: Any) -> Any:
         # so the slices are assigned into an uninitialised array, no zeros, no additions.
         gx = _new_image((n, c, h, w), like, pool.channels_last, fill=False)
         for i, j, index in _window_slices(pool.kernel, pool.stride, out_size):
-            gx[index] = parts(i, j)
+            part(i, j, gx[index])
         return gx
     # stride - 1 spare rows/columns keep every slice exactly OH (OW) long.
     gx = _new_image((n, c, h + 2 * ph + sh - 1, w + 2 * pw + sw - 1), like, pool.channels_last, fill=True)
     for i, j, index in _window_slices(pool.kernel, pool.stride, out_size):
-        gx[index] += parts(i, j)
+        gx[index] += part(i, j, None)
     return gx[:, :, ph:ph + h, pw:pw + w]
 
 
@@ -157,8 +161,8 @@ class MaxPool2dGrad(Function):
         pool = self.pool
         if pool.winner is not None:  # CuPy: each input pixel gathers the gradients of the windows it won
             return fused.max_pool_backward(gy, pool.winner, pool.in_shape, pool.kernel, pool.stride, pool.pad)
-        won = pool.won
-        return _add_into_windows(lambda i, j: gy * won[i, j], pool, gy)
+        xp, won = get_array_module(gy), pool.won
+        return _add_into_windows(lambda i, j, out: xp.multiply(gy, won[i, j], out=out), pool, gy)
 
     def backward(self, ggx):
         return MaxPool2dGather(self.pool)(ggx)
@@ -230,9 +234,10 @@ class AvgPool2dGrad(Function):
         self.pool = pool
 
     def forward(self, gy):
+        xp = get_array_module(gy)
         kh, kw = self.pool.kernel
-        share = gy * (1.0 / (kh * kw))
-        return _add_into_windows(lambda i, j: share, self.pool, gy)
+        share = gy.dtype.type(1.0 / (kh * kw))
+        return _add_into_windows(lambda i, j, out: xp.multiply(gy, share, out=out), self.pool, gy)
 
     def backward(self, ggx):
         pool = self.pool
