@@ -255,7 +255,8 @@ def mpi_world(timeout: float = 300.0, abort_on_error: bool = True) -> MpiCommuni
     With ``abort_on_error`` (the default), an exception that escapes on any
     rank is logged with the rank's number and then ends the whole job
     (``MPI_Abort``), so the other ranks do not wait for it for ever. The
-    first call is collective: every rank must make it.
+    first call is collective (every rank must make it); later calls return
+    the same communicator and ignore their arguments.
     """
     global _world
     if _world is None:

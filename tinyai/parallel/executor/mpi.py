@@ -59,7 +59,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from tinyai.backend import get_array_module, get_rng, using_communicator, using_rng
-from tinyai.parallel.collective import ShardRandom
+from tinyai.parallel.shard_random import ShardRandom
 from tinyai.parallel.executor.base import Executor, WorkerContext
 from tinyai.parallel.mpi import MpiCommunicator, load_mpi, to_host
 from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor

@@ -215,7 +215,7 @@ def _worker_main(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, 
 def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segments: list,
            world: ProcessWorld) -> None:
     from tinyai.backend import using_communicator, using_rng
-    from tinyai.parallel.collective import ShardRandom
+    from tinyai.parallel.shard_random import ShardRandom
     from tinyai.parallel.sharding import copy_buffers
 
     param_segment, grad_segment = segments[:2]

@@ -36,7 +36,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from tinyai.backend import device_of, get_array_module, get_rng, using_communicator, using_device, using_rng
-from tinyai.parallel.collective import ShardRandom
+from tinyai.parallel.shard_random import ShardRandom
 from tinyai.parallel.comm.thread import ThreadWorld
 from tinyai.parallel.executor.base import Executor, WorkerContext, WorkerError
 from tinyai.parallel.executor.blas import single_threaded_blas

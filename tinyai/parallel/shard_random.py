@@ -1,8 +1,5 @@
 """Replayed random draws: what keeps dropout the same however the batch is split.
 
-(The communicators that shards use to talk, one per transport, live in
-``tinyai.parallel.comm``.)
-
 ``ShardRandom``: random draws that do not depend on how the batch was split.
 Each worker replays the draws that single-thread training would make for the
 *whole* batch, from the same generator state, and keeps only its own rows. So
@@ -14,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
 
 
 class ShardRandom:
