@@ -235,3 +235,17 @@ def test_a_save_killed_with_sigkill_leaves_nothing_after_the_next_save(tmp_path)
     np.testing.assert_array_equal(np.load(tmp_path / "c.npz")["a"], np.ones(3))
     assert remove_stale_temp_files(tmp_path / "c.npz") == []
     assert len(leftovers) <= 1
+
+
+def test_optimizer_state_beyond_float32_is_refused_and_nothing_changes():
+    tinyai.seed(0)
+    model = RecordingNet(2, 6, 3)
+    optimizer = optim.Momentum(model, lr=0.1, momentum=0.9)
+    state = optimizer.state_dict()
+    key = next(k for k in state if k.endswith(".velocity"))
+    bad = dict(state, **{key: np.full(np.shape(state[key]), 1e300)})
+    before = {k: np.array(v, copy=True) for k, v in optimizer.state_dict().items()}
+    with pytest.raises(ValueError, match=rf"{key} holds 1e\+300, beyond the range of float32"):
+        optimizer.load_state_dict(bad)
+    for k, v in optimizer.state_dict().items():
+        np.testing.assert_array_equal(np.asarray(v), before[k])

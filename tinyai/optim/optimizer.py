@@ -326,6 +326,13 @@ class Optimizer:
             kind = getattr(getattr(value, "dtype", None), "kind", None)
             if kind is not None and kind not in "biuf":
                 problems.append(f"{key} has dtype {value.dtype}, not real numbers")
+            elif kind == "f" and p.data is not None and p.data.dtype.kind == "f":
+                host = np.asarray(to_cpu(value))
+                with np.errstate(over="ignore"):
+                    overflow = np.isinf(host.astype(p.data.dtype)) & np.isfinite(host)
+                if overflow.any():
+                    problems.append(f"{key} holds {float(np.abs(host[overflow]).max()):.3g}, beyond the "
+                                    f"range of {p.data.dtype}")
         if problems:
             raise ValueError(f"{where}: the state does not fit this optimizer: " + "; ".join(problems))
 
