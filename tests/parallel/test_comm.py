@@ -188,6 +188,20 @@ def test_a_rank_that_never_arrives_is_named_after_the_timeout(backend):
     assert "recv on rank 0: nothing from rank 1 (tag 5) within 0.5 s" in str(info.value)
 
 
+def late_in_a_sub_communicator(comm):
+    pair = comm.split(0 if comm.rank == 0 else 1)  # [0] and [1, 2]
+    if comm.rank == 2:
+        return "never joins its pair's allreduce"
+    return pair.allreduce(1.0)
+
+
+def test_a_late_rank_of_a_sub_communicator_is_named_by_its_world_rank():
+    with pytest.raises(SpmdError) as info:
+        spmd(late_in_a_sub_communicator, 3, timeout=0.5)
+    assert info.value.rank == 1 and info.value.cause.rank == 2  # world rank 2 (rank 1 of the pair)
+    assert "rank 2 failed: did not arrive at allreduce within 0.5 s" in str(info.value)
+
+
 def test_spmd_arguments_are_checked():
     with pytest.raises(ValueError, match="world_size must be an int >= 1, got 0"):
         spmd(leave_early, 0)
