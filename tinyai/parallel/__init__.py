@@ -7,7 +7,11 @@ Read it as its parts:
 * executors (``tinyai.parallel.executor``): where shards run — threads,
   processes, MPI ranks — and how workers start, fail and stop;
 * strategies (``tinyai.parallel.strategy``): how the shards' gradients become
-  an update — synchronous all-reduce;
+  an update — synchronous all-reduce, by the executor or with a chosen
+  exchange (``CompressedAllReduce``: compressed gradients, or the ring);
+* gradient compression (``tinyai.parallel.compression``), ring all-reduce
+  over send/recv (``tinyai.parallel.ring``), and what a run exchanged
+  (``tinyai.parallel.stats``, behind ``Trainer.parallel_stats()``);
 * TinyAI's own pieces: ``ParallelBatchProcessor`` (one worker's work on one
   shard), ``GradientAggregator``, and ParallelTrainingUtils as functions;
 * pipeline parallelism (``tinyai.parallel.pipeline``).
@@ -17,7 +21,8 @@ from tinyai.parallel.engine import DataParallel
 from tinyai.parallel.executor import Executor, WorkerContext, WorkerError, make_executor
 from tinyai.parallel.options import ParallelOptions
 from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor
-from tinyai.parallel.strategy import StepOutcome, Strategy, SynchronousAllReduce
+from tinyai.parallel.strategy import CompressedAllReduce, StepOutcome, Strategy, SynchronousAllReduce
+from tinyai.parallel.stats import ParallelStats
 from tinyai.parallel.utils import (
     apply_aggregated_gradients,
     deep_copy_model,
@@ -46,7 +51,7 @@ __all__ = [
     "apply_aggregated_gradients", "format_parallel_stats",
     "ParallelBatchProcessor", "BatchProcessResult",
     "DataParallel", "ParallelOptions", "Executor", "WorkerContext", "WorkerError", "make_executor",
-    "Strategy", "StepOutcome", "SynchronousAllReduce",
+    "Strategy", "StepOutcome", "SynchronousAllReduce", "CompressedAllReduce", "ParallelStats",
     "PipelineParallel", "PipelineStageError", "split_into_stages", "bubble_fraction",
     "Communicator", "CommunicatorError", "ThreadCommunicator", "ThreadWorld", "ProcessCommunicator",
     "ProcessWorld", "MpiCommunicator", "mpi_world", "spmd", "SpmdError",
