@@ -42,7 +42,7 @@ class ParallelOptions:
             ``Compressor``: the workers exchange compressed gradients (see
             ``tinyai.parallel.compression``).
         allreduce_algorithm: "direct" (the executor adds the gradients) or
-            "ring" (the workers add them by ring all-reduce; threads and MPI).
+            "ring" (the workers add them among themselves by ring all-reduce).
     """
 
     backend: str = "auto"

@@ -116,7 +116,7 @@ class Trainer:
             single-thread training exactly. See ``parallel_stats()``.
         allreduce_algorithm: "direct" (the executor adds the workers'
             gradients) or "ring" (the workers add them among themselves by
-            ring all-reduce; "thread" and "mpi" backends).
+            ring all-reduce, 2 (N - 1) / N of the gradient bytes each).
         strategy: a strategy that brings its own ranks, such as
             ``tinyai.parallel.HybridParallel(grid)`` (data x tensor or data x
             pipeline parallelism; every rank of the grid runs this Trainer).

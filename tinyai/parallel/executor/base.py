@@ -66,6 +66,9 @@ class WorkerContext:
     model: Any
     loss: Any
     state: dict = field(default_factory=dict)
+    #: Where the workers can message each other directly (processes): ``peers(n)`` is this
+    #: worker's communicator over workers 0 .. n-1 (for the ring all-reduce); None elsewhere.
+    peers: Any = None
 
 
 class Executor(ABC):

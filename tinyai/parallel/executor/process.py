@@ -230,7 +230,8 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
     for name, view in layout.views(params).items():
         named[name].data = view  # the replica reads the master's values in place
     grad_views = layout.views(grads)
-    context = WorkerContext(worker_id, model, loss)
+    context = WorkerContext(worker_id, model, loss,
+                            peers=lambda count: world.communicator(worker_id, members=range(count)))
     inbox: shared_memory.SharedMemory | None = None
     conn.send(Ready(os.getpid()))
     while True:
@@ -384,8 +385,9 @@ class ProcessExecutor(Executor):
             self._param_views = self.layout.views(self.params)
             self._grad_views = [self.layout.views(g) for g in self.grads]
             self._write_parameters(model)
-            # The workers' communicator (shared memory, collectives only) for synchronised batch norm.
-            self._world = ProcessWorld(workers, context=context, messages=False)
+            # The workers' communicator (shared memory) for synchronised batch norm, and the
+            # messages of strategies whose workers talk to each other (ring all-reduce).
+            self._world = ProcessWorld(workers, context=context, messages=True)
             hide_main = start_method != "fork" and b"__main__" not in payload
             with _blas_environment(), (_main_module_hidden() if hide_main else contextlib.nullcontext()):
                 for k in range(workers):

@@ -17,8 +17,9 @@ exchange itself visible and changeable, as the Trainer's
   entries, two int8 payloads have different scales.
 * **ring** (``allreduce_algorithm="ring"``, no compression): the workers add
   their share-weighted gradients by ``ring_allreduce`` over a communicator
-  that connects them (a thread world for threads, the job's communicator
-  under MPI), each one sending 2 (N - 1) / N of the gradient bytes.
+  that connects them (a thread world for threads, the executor's process
+  world for processes, the job's communicator under MPI), each one sending
+  2 (N - 1) / N of the gradient bytes.
 
 Without compression the result equals ``SynchronousAllReduce``'s up to
 rounding (the ring adds in ring order): the strategy is exact. With
@@ -124,7 +125,8 @@ class CompressedAllReduce(Strategy):
             # This rank is a worker: its share-weighted gradients are on its own model.
             flat = _ring_on_worker(self, peers[0], names, contribute[peers[0].rank])
         else:
-            flat = self.executor.run(_ring_on_worker, [(peers[k], names, ok) for k, ok in enumerate(contribute)])[0]
+            flat = self.executor.run(_ring_on_worker, [(peers[k], names, ok, len(contribute))
+                                                       for k, ok in enumerate(contribute)])[0]
         params = dict(self.model.named_params())
         xp = get_array_module(params[names[0]].data)
         flat = xp.asarray(flat) if get_array_module(flat) is not xp else flat
@@ -148,9 +150,7 @@ class CompressedAllReduce(Strategy):
                                  "send/recv; use allreduce_algorithm='direct' (MPI's own Allreduce)")
             return [comm]
         if kind != "thread":
-            raise ValueError(f"allreduce_algorithm='ring' needs workers that can message each other: the "
-                             f"'thread' and 'mpi' backends; the {kind!r} backend's workers talk only to "
-                             "the master (use allreduce_algorithm='direct' there)")
+            return [None] * workers  # each worker asks its executor for its peers (``WorkerContext.peers``)
         if self._peers is None or len(self._peers) != workers:
             from tinyai.parallel.comm import ThreadWorld
 
@@ -193,9 +193,16 @@ def _compress_on_worker(worker: Any, compressor: Compressor, names: list[str], c
     return encode_arrays(own, dict(zip(names, _share_weighted_gradients(worker.model, names))), names)
 
 
-def _ring_on_worker(worker: Any, comm: Any, names: list[str], contribute: bool) -> Any:
+def _ring_on_worker(worker: Any, comm: Any, names: list[str], contribute: bool, workers: int = 0) -> Any:
     """On worker k (anything with the worker's ``model``): its share-weighted gradients,
-    flattened, summed over the workers by the ring."""
+    flattened, summed over the workers by the ring. ``comm`` None: the worker's own
+    ``peers(workers)`` communicator (process workers)."""
+    if comm is None:
+        peers = getattr(worker, "peers", None)
+        if peers is None:
+            raise ValueError("allreduce_algorithm='ring' needs workers that can message each other; this "
+                             "executor's workers cannot (use allreduce_algorithm='direct')")
+        comm = peers(workers)
     grads = _share_weighted_gradients(worker.model, names)
     xp = get_array_module(grads[0])
     flat = xp.concatenate([g.reshape(-1) for g in grads])

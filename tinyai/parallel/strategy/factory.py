@@ -26,10 +26,6 @@ def make_strategy(options: Any, stats: ParallelStats | None = None, backend: str
     if options.compression is None and options.allreduce_algorithm == "direct":
         strategy: Strategy = SynchronousAllReduce(options.on_error)
     else:
-        if options.allreduce_algorithm == "ring" and options.compression is None and backend == "process":
-            raise ValueError("data parallel: allreduce_algorithm='ring' needs workers that can message each "
-                             "other (the 'thread' and 'mpi' backends); the 'process' backend's workers talk "
-                             "only to the master: use allreduce_algorithm='direct' there")
         strategy = CompressedAllReduce(options.compression, options.allreduce_algorithm, on_error=options.on_error)
     if stats is not None:
         strategy.stats = stats
