@@ -13,7 +13,7 @@ from tinyai.parallel.pipeline.planning import (
     gpipe_schedule,
     split_into_stages,
 )
-from tinyai.parallel.pipeline.runtime import BACKENDS, PipelineParallel, PipelineStageError
+from tinyai.parallel.pipeline.runtime import PIPELINE_BACKENDS, PipelineParallel, PipelineStageError
 
 __all__ = ["PipelineParallel", "PipelineStageError", "split_into_stages", "bubble_fraction", "gpipe_schedule",
            "format_schedule", "balanced_groups"]

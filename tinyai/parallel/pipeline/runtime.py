@@ -62,7 +62,8 @@ from tinyai.parallel.sharding import shard_bounds
 
 logger = logging.getLogger(__name__)
 
-BACKENDS = ("thread",)
+#: Where pipeline stages can run (data-parallel backends are ``tinyai.parallel.options.BACKENDS``).
+PIPELINE_BACKENDS = ("thread",)
 
 
 class PipelineStageError(RuntimeError):
@@ -125,8 +126,8 @@ class PipelineParallel:
 
     def __init__(self, stages: Sequence[Layer], micro_batches: int = 4, backend: str = "thread",
                  timeout: float = 300.0, seed: int = 0) -> None:
-        if backend not in BACKENDS:
-            raise ValueError(f"PipelineParallel: unknown backend {backend!r}; choose one of {BACKENDS}")
+        if backend not in PIPELINE_BACKENDS:
+            raise ValueError(f"PipelineParallel: unknown backend {backend!r}; choose one of {PIPELINE_BACKENDS}")
         if isinstance(stages, Layer) or not isinstance(stages, (list, tuple)) or not stages:
             raise TypeError(f"PipelineParallel: stages must be a non-empty list of Layers "
                             f"(see split_into_stages), got {type(stages).__name__}")

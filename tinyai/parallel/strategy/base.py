@@ -45,7 +45,7 @@ from typing import Any, ClassVar, Sequence
 
 from tinyai.backend import get_array_module
 from tinyai.parallel.executor.base import Executor, WorkerError
-from tinyai.parallel.options import ON_ERROR
+from tinyai.parallel.options import ParallelOptions
 from tinyai.parallel.processor import BatchProcessResult
 from tinyai.parallel.stats import ParallelStats
 
@@ -77,9 +77,7 @@ class Strategy(ABC):
     exact: ClassVar[bool] = False
 
     def __init__(self, on_error: str = "raise") -> None:
-        if on_error not in ON_ERROR:
-            raise ValueError(f"{type(self).__name__}: on_error must be one of {ON_ERROR}, got {on_error!r}")
-        self.on_error = on_error
+        self.on_error = ParallelOptions(on_error=on_error).on_error  # checked where every option is
         #: What the strategy exchanged and did (``Trainer.parallel_stats()``).
         self.stats = ParallelStats()
         self.model: Any = None
