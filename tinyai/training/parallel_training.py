@@ -143,8 +143,8 @@ class ParallelTraining:
         engine = None
         if backend == "auto":
             sample = max(batches, key=lambda b: b.size)
-            choice = choose_backend(model, loss, sample.x, sample.y, workers, CANDIDATES, AUTO_REPEATS, keep_engine=True,
-                                    step_timeout=self.options.step_timeout)
+            choice = choose_backend(model, loss, sample.x, sample.y, workers, CANDIDATES, AUTO_REPEATS,
+                                    keep_engine=True, step_timeout=self.options.step_timeout)
             backend, engine = choice.backend, choice.engine
             timings = ", ".join(f"{name} {seconds * 1e3:.1f} ms" for name, seconds in choice.timings.items())
             logger.info("data parallel: auto chose %s for batches of %d (%s)", backend, sample.size, timings)

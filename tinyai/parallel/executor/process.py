@@ -462,7 +462,8 @@ class ProcessExecutor(Executor):
                     results.append(BatchProcessResult(k, reply.loss, reply.batch_size, True, None, gradients,
                                                       reply.prediction))
                 else:
-                    results.append(BatchProcessResult(k, float("nan"), reply.batch_size, False, _remote_error(k, reply)))
+                    results.append(BatchProcessResult(k, float("nan"), reply.batch_size, False,
+                                                      _remote_error(k, reply)))
             if all(r.success for r in results):
                 # Every worker replayed the same draws and computed the same statistics.
                 master_rng.bit_generator.state = replies[0].rng_state
