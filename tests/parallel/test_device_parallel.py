@@ -88,3 +88,33 @@ def test_auto_never_picks_processes_for_a_device_model_and_the_trainer_trains_on
         assert trainer.get_parallel_thread_count() == 2
     assert np.isfinite(history["loss"][0])
     assert all(isinstance(p.data, StandInArray) for p in device_model.params())
+
+
+def test_dropout_masks_drawn_on_the_device_do_not_depend_on_the_split():
+    from tests.parallel.models import DropoutNet, MeanSquared
+
+    rng = np.random.default_rng(6)
+    batches = [(rng.standard_normal((9, 6)), rng.standard_normal((9, 3))) for _ in range(2)]
+    with standin_as_gpu():
+        with default_dtype(np.float64):
+            ta.seed(8)
+            model = DropoutNet()
+        model.to("gpu")
+        reference = deep_copy_model(model)
+        ta.seed(99)
+        for x, y in batches:
+            reference.clear_grads()
+            MeanSquared().loss(ta.Variable(xp.asarray(y)), reference(ta.Variable(xp.asarray(x)))).backward()
+            for p in reference.params():
+                p.data -= 0.1 * p.grad.data
+        ta.seed(99)
+        engine = DataParallel(model, MeanSquared(), 3, backend="thread")
+        try:
+            for x, y in batches:
+                engine.compute_gradients(x, y)
+                for p in model.params():
+                    p.data -= 0.1 * p.grad.data
+        finally:
+            engine.shutdown()
+    for (name, p), (_, q) in zip(model.named_params(), reference.named_params()):
+        np.testing.assert_allclose(p.data.get(), q.data.get(), rtol=1e-10, atol=1e-12, err_msg=name)

@@ -81,12 +81,18 @@ def uniform_like(shape: tuple[int, ...], like: Any) -> Any:
     xp = get_array_module(like)
     if xp is np:
         return get_rng().random(shape)
-    seed_value = int(get_rng().integers(2 ** 63))
+    rng = get_rng()
+    seed_value = int(rng.integers(2 ** 63))
+    # A data-parallel worker's stream (ShardRandom) draws for the whole batch and keeps its rows,
+    # so that the mask does not depend on the split (and shards do not share one mask).
+    batch_rows = getattr(rng, "batch_rows", None)
+    draw_shape, rows = batch_rows(tuple(shape)) if batch_rows is not None else (shape, None)
     device = getattr(like, "device", None)  # a cupy.cuda.Device: allocate and draw on like's GPU
     with device if hasattr(device, "__enter__") else contextlib.nullcontext():
         generator = _device_generator(xp, like)
         generator.seed(seed_value)
-        return generator.random_sample(shape, dtype=np.float32)
+        values = generator.random_sample(draw_shape, dtype=np.float32)
+    return values if rows is None else values[rows[0]:rows[1]]
 
 
 def _device_generator(xp: Any, like: Any) -> Any:

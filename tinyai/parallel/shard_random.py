@@ -37,6 +37,17 @@ class ShardRandom:
             return full[self.start:self.stop]
         return draw(*args, size=size, **kwargs)
 
+    def batch_rows(self, shape: tuple[int, ...]) -> tuple[tuple[int, ...], tuple[int, int] | None]:
+        """For a draw of ``shape`` made elsewhere (on a device): the shape to draw, and the rows to keep.
+
+        ``tinyai.backend.uniform_like`` asks this before drawing a dropout
+        mask on a device, so that the device draw, too, is made for the
+        whole batch and cut to this shard's rows.
+        """
+        if shape and shape[0] == self.stop - self.start:
+            return (self.total,) + tuple(shape[1:]), (self.start, self.stop)
+        return tuple(shape), None
+
     def random(self, size: Any = None, dtype: Any = np.float64) -> Any:
         return self._rows(self.generator.random, size, dtype=dtype)
 
