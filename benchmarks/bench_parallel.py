@@ -51,16 +51,23 @@ def _data(kind: str, batch: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _interleaved_seconds(steps: dict[str, Any], seconds: float, min_rounds: int) -> dict[str, float]:
-    """Median seconds per step of each mode, timed in turns (a busy moment slows all modes alike)."""
+    """Median seconds per step of each mode, timed in turns (a busy moment slows all modes alike).
+
+    The order of the turns rotates every round, so that no mode always runs
+    right after the same other one (a step can leave caches, BLAS threads or
+    worker processes in a state that slows the next).
+    """
     for step in steps.values():
         step()  # warm-up
+    names = list(steps)
     times: dict[str, list[float]] = {name: [] for name in steps}
     deadline = time.perf_counter() + seconds
     rounds = 0
     while rounds < min_rounds or time.perf_counter() < deadline:
-        for name, step in steps.items():
+        shift = rounds % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            step()
+            steps[name]()
             times[name].append(time.perf_counter() - start)
         rounds += 1
     return {name: float(np.median(values)) for name, values in times.items()}
