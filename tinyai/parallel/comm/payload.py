@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import functools
 import numbers
+import queue
 import struct
+import time
 import types
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from tinyai.backend import get_array_module, is_array
-from tinyai.parallel.comm.base import REDUCE_OPS
+from tinyai.parallel.comm.base import REDUCE_OPS, CommunicatorError
 
 
 class Payload:
@@ -286,3 +288,41 @@ def scatter_block(array: Any, rank: int, size: int, where: str = "reduce_scatter
         raise ValueError(f"{where}: needs an array with at least one dimension to split, got a scalar")
     start, stop = block_bounds(array.shape[0], size)[rank]
     return array[start:stop]
+
+
+#: How often a waiting receiver looks whether a peer has failed (or its parent died).
+POLL_SECONDS = 0.05
+
+
+def take_message(inbox: Any, pending: list, wanted: Callable[[tuple], bool], timeout: float,
+                 check_alive: Callable[[], None], late_error: Callable[[], Exception]) -> tuple:
+    """The first message that ``wanted`` accepts, from ``pending`` (early arrivals) or else from ``inbox``.
+
+    Messages for another source, tag or communicator are kept in ``pending``
+    for a later receive. While waiting, ``check_alive()`` runs every
+    ``POLL_SECONDS`` and raises if a peer failed; after ``timeout`` seconds
+    the error ``late_error()`` is raised. Both transports with inboxes
+    (threads, processes) receive this way.
+    """
+    for i, message in enumerate(pending):
+        if wanted(message):
+            return pending.pop(i)
+    deadline = time.monotonic() + timeout
+    while True:
+        check_alive()
+        try:
+            message = inbox.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            if time.monotonic() > deadline:
+                raise late_error() from None
+            continue
+        if wanted(message):
+            return message
+        pending.append(message)
+
+
+def nothing_arrived(op: str, rank: int, source: int | None, tag: int, timeout: float) -> CommunicatorError:
+    """The error of a receive that waited ``timeout`` seconds for a message that never came."""
+    sender = "any rank" if source is None else f"rank {source}"
+    return CommunicatorError(f"{op} on rank {rank}: nothing from {sender} (tag {tag}) within {timeout:g} s",
+                             op, source)

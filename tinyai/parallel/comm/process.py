@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
-import queue
 import time
 import weakref
 from multiprocessing import shared_memory
@@ -44,6 +43,7 @@ from tinyai.backend.settings import is_int
 from tinyai.parallel.comm.base import Communicator, CommunicatorError
 from tinyai.parallel.comm.payload import (
     HEADER_BYTES,
+    POLL_SECONDS,
     Payload,
     as_bytes,
     block_bounds,
@@ -55,13 +55,14 @@ from tinyai.parallel.comm.payload import (
     check_timeout,
     finish_mean,
     from_host,
+    nothing_arrived,
     read_header,
     reduce_in_rank_order,
     split_groups,
+    take_message,
     write_header,
 )
 
-POLL_SECONDS = 0.05      # how often a waiting rank looks whether a peer failed or its parent died
 LEADER_GRACE = 1.0       # members wait this much longer than the leader, who names the late rank
 CONTROL_BYTES = 1024     # flag, failed rank, and the reason, as text
 DEFAULT_CAPACITY = 1 << 20  # bytes of array per slot and round
@@ -470,26 +471,14 @@ class ProcessCommunicator(Communicator):
         def wanted(message: tuple) -> bool:
             return message[0] == self._context and message[2] == tag and source in (None, message[1])
 
-        for i, message in enumerate(pending):
-            if wanted(message):
-                return pending.pop(i)
-        deadline = time.monotonic() + world.timeout
-        while True:
+        def check_alive() -> None:
             if world.failure is not None:
                 raise self._error(op)
             if world.parent_gone():
                 raise CommunicatorError(f"{op} on rank {self._rank}: the parent process has ended", op)
-            try:
-                message = inbox.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                if time.monotonic() > deadline:
-                    sender = "any rank" if source is None else f"rank {source}"
-                    raise CommunicatorError(f"{op} on rank {self._rank}: nothing from {sender} (tag {tag}) "
-                                            f"within {world.timeout:g} s", op, source) from None
-                continue
-            if wanted(message):
-                return message
-            pending.append(message)  # for a later recv (another source, tag or communicator)
+
+        return take_message(inbox, pending, wanted, world.timeout, check_alive,
+                            lambda: nothing_arrived(op, self._rank, source, tag, world.timeout))
 
     # --- sub-communicators -------------------------------------------------------------------
 

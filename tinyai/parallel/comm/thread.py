@@ -23,7 +23,6 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-import time
 from typing import Any, Callable
 
 import numpy as np
@@ -39,11 +38,11 @@ from tinyai.parallel.comm.payload import (
     check_same,
     check_tag,
     check_timeout,
+    nothing_arrived,
     reduce_in_rank_order,
     split_groups,
+    take_message,
 )
-
-POLL_SECONDS = 0.05  # how often a waiting receiver looks whether a peer has failed
 
 
 class ThreadWorld:
@@ -284,25 +283,14 @@ class ThreadCommunicator(Communicator):
 
         me = self._group.members[self._rank]
         pending = self._world.pending[me]
-        for i, message in enumerate(pending):
-            if wanted(message):
-                return pending.pop(i)
-        deadline = time.monotonic() + self._world.timeout
-        inbox = self._world.inboxes[me]
-        while True:
-            if self._world.failure is not None:
+        world = self._world
+
+        def check_alive() -> None:
+            if world.failure is not None:
                 raise self._error(op)
-            try:
-                message = inbox.get(timeout=POLL_SECONDS)
-            except queue.Empty:
-                if time.monotonic() > deadline:
-                    sender = "any rank" if source is None else f"rank {source}"
-                    raise CommunicatorError(f"{op} on rank {self._rank}: nothing from {sender} (tag {tag}) "
-                                            f"within {self._world.timeout:g} s", op, source) from None
-                continue
-            if wanted(message):
-                return message
-            pending.append(message)  # for a later recv (another source, tag or communicator)
+
+        return take_message(world.inboxes[me], pending, wanted, world.timeout, check_alive,
+                            lambda: nothing_arrived(op, self._rank, source, tag, world.timeout))
 
     # --- sub-communicators -------------------------------------------------------------------
 
