@@ -21,7 +21,9 @@ from tinyai.parallel.engine import DataParallel
 from tinyai.parallel.executor import Executor, WorkerContext, WorkerError, make_executor
 from tinyai.parallel.options import ParallelOptions
 from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor
-from tinyai.parallel.strategy import CompressedAllReduce, StepOutcome, Strategy, SynchronousAllReduce
+from tinyai.parallel.strategy import (
+    CompressedAllReduce, LocalSGD, ParameterServer, StepOutcome, Strategy, SynchronousAllReduce,
+)
 from tinyai.parallel.stats import ParallelStats
 from tinyai.parallel.utils import (
     apply_aggregated_gradients,
@@ -51,7 +53,8 @@ __all__ = [
     "apply_aggregated_gradients", "format_parallel_stats",
     "ParallelBatchProcessor", "BatchProcessResult",
     "DataParallel", "ParallelOptions", "Executor", "WorkerContext", "WorkerError", "make_executor",
-    "Strategy", "StepOutcome", "SynchronousAllReduce", "CompressedAllReduce", "ParallelStats",
+    "Strategy", "StepOutcome", "SynchronousAllReduce", "CompressedAllReduce", "ParameterServer", "LocalSGD",
+    "ParallelStats",
     "PipelineParallel", "PipelineStageError", "split_into_stages", "bubble_fraction",
     "Communicator", "CommunicatorError", "ThreadCommunicator", "ThreadWorld", "ProcessCommunicator",
     "ProcessWorld", "MpiCommunicator", "mpi_world", "spmd", "SpmdError",

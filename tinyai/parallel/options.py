@@ -17,6 +17,8 @@ from tinyai.parallel.gradient_exchange import ALLREDUCE_ALGORITHMS
 BACKENDS = ("auto", "thread", "process", "mpi")
 #: What a failed shard does: stop the step, or leave it out of the average.
 ON_ERROR = ("raise", "skip")
+#: How the workers' work becomes an update (see ``tinyai.parallel.strategy``).
+PARALLEL_STRATEGIES = ("allreduce", "parameter_server", "local_sgd")
 
 
 def check_thread_count(thread_count: Any, where: str = "data parallel") -> int:
@@ -43,6 +45,16 @@ class ParallelOptions:
             ``tinyai.parallel.compression``).
         allreduce_algorithm: "direct" (the executor adds the gradients) or
             "ring" (the workers add them among themselves by ring all-reduce).
+        parallel_strategy: one of ``PARALLEL_STRATEGIES``: synchronous
+            all-reduce, parameter servers (``ParameterServer``) or local SGD
+            (``LocalSGD``).
+        ps_mode, staleness, num_servers: for "parameter_server": "sync",
+            "async" or "stale"; for "stale" how many updates a worker may run
+            ahead of the slowest; how many servers share the parameters.
+        sync_every: for "local_sgd": local steps between two averages.
+        straggler: None, or (worker, seconds): a delay added to each step of
+            one worker (asynchronous parameter servers), to measure what a
+            slow worker costs.
     """
 
     backend: str = "auto"
@@ -51,6 +63,12 @@ class ParallelOptions:
     step_timeout: float | None = None
     compression: Any = None
     allreduce_algorithm: str = "direct"
+    parallel_strategy: str = "allreduce"
+    ps_mode: str = "sync"
+    staleness: int | None = None
+    num_servers: int = 1
+    sync_every: int = 1
+    straggler: tuple | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "thread_count", check_thread_count(self.thread_count))
@@ -62,7 +80,42 @@ class ParallelOptions:
             raise ValueError(f"data parallel: allreduce_algorithm must be one of {ALLREDUCE_ALGORITHMS}, "
                              f"got {self.allreduce_algorithm!r}")
         get_compressor(self.compression)  # a clear error now for an unknown name, not at the first step
+        self._check_strategy()
         timeout = self.step_timeout
         if timeout is not None and not (is_number(timeout) and timeout > 0):
             raise ValueError(f"data parallel: step_timeout must be a positive number of seconds or None, "
                              f"got {timeout!r}")
+
+    def _check_strategy(self) -> None:
+        """The strategy's own settings, and the ones that only another strategy takes."""
+        from tinyai.parallel.strategy.local_sgd import check_sync_every
+        from tinyai.parallel.strategy.parameter_server import check_ps_settings
+
+        strategy = self.parallel_strategy
+        if strategy not in PARALLEL_STRATEGIES:
+            raise ValueError(f"data parallel: parallel_strategy must be one of {PARALLEL_STRATEGIES}, "
+                             f"got {strategy!r}")
+        check_sync_every(self.sync_every)
+        if strategy == "parameter_server":
+            check_ps_settings(self.ps_mode, self.staleness, self.num_servers)
+        elif self.ps_mode != "sync" or self.staleness is not None or self.num_servers != 1:
+            raise ValueError(f"data parallel: ps_mode, staleness and num_servers apply to "
+                             f"parallel_strategy='parameter_server', not {strategy!r}")
+        if strategy != "local_sgd" and self.sync_every != 1:
+            raise ValueError(f"data parallel: sync_every applies to parallel_strategy='local_sgd', not {strategy!r}")
+        if strategy != "allreduce":
+            if self.compression is not None:
+                raise ValueError(f"data parallel: compression={self.compression!r} is available with "
+                                 f"parallel_strategy='allreduce' only, not {strategy!r}")
+            if self.allreduce_algorithm != "direct":
+                raise ValueError(f"data parallel: allreduce_algorithm={self.allreduce_algorithm!r} applies to "
+                                 f"parallel_strategy='allreduce', not {strategy!r}")
+        if self.straggler is not None:
+            ok = (isinstance(self.straggler, tuple) and len(self.straggler) == 2 and is_int(self.straggler[0])
+                  and self.straggler[0] >= 0 and is_number(self.straggler[1]) and self.straggler[1] >= 0)
+            if not ok:
+                raise ValueError(f"data parallel: straggler must be None or (worker, seconds) with worker >= 0 "
+                                 f"and seconds >= 0, got {self.straggler!r}")
+            if strategy != "parameter_server" or self.ps_mode == "sync":
+                raise ValueError("data parallel: straggler= is injected by the asynchronous parameter server "
+                                 "(ps_mode='async' or 'stale') only")

@@ -141,6 +141,9 @@ class ParallelTraining:
             return
         backend = self.backend
         engine = None
+        if backend == "auto" and self.options.parallel_strategy == "parameter_server" and \
+                self.options.ps_mode != "sync":
+            backend = "thread"  # asynchronous workers reach the servers from threads only
         if backend == "auto":
             sample = max(batches, key=lambda b: b.size)
             choice = choose_backend(model, loss, sample.x, sample.y, workers, CANDIDATES, AUTO_REPEATS,
@@ -235,6 +238,20 @@ class ParallelTraining:
             self.check_open("Trainer.train")
             raise RuntimeError("Trainer.train: data-parallel training has no running workers")
         return engine.compute_gradients(x, y)
+
+    @property
+    def owns_epoch(self) -> bool:
+        """True when the running strategy trains whole epochs itself (asynchronous parameter servers)."""
+        return self.engine is not None and self.engine.strategy.owns_epoch
+
+    def train_epoch(self, batches: list, optimizer: Any) -> list[float]:
+        """The strategy's epoch: each batch's loss (``Strategy.train_epoch``)."""
+        return self.engine.strategy.train_epoch(batches, optimizer)
+
+    def end_epoch(self, optimizer: Any) -> None:
+        """After an epoch's last batch (local SGD averages its replicas)."""
+        if self.engine is not None:
+            self.engine.strategy.end_epoch(optimizer)
 
     def apply_update(self, optimizer: Any) -> None:
         """The strategy's update (``optimizer.update()`` for synchronous all-reduce)."""

@@ -117,6 +117,11 @@ class Trainer:
         allreduce_algorithm: "direct" (the executor adds the workers'
             gradients) or "ring" (the workers add them among themselves by
             ring all-reduce, 2 (N - 1) / N of the gradient bytes each).
+        parallel_strategy: "allreduce" (synchronous data parallelism),
+            "parameter_server" (with ``ps_mode`` "sync", "async" or "stale",
+            ``staleness`` for "stale", ``num_servers``) or "local_sgd" (with
+            ``sync_every``). See docs/beyond-sync.md and
+            ``tinyai.parallel.strategy``.
         strategy: a strategy that brings its own ranks, such as
             ``tinyai.parallel.HybridParallel(grid)`` (data x tensor or data x
             pipeline parallelism; every rank of the grid runs this Trainer).
@@ -134,7 +139,9 @@ class Trainer:
                  accumulate_steps: int = 1, step_timeout: float | None = None, dataset: Any = None,
                  model: Any = None, loss: Any = None, optimizer: Any = None,
                  device: str | Device | None = None, precision: str = "float32", compression: Any = None,
-                 allreduce_algorithm: str = "direct", strategy: Any = None) -> None:
+                 allreduce_algorithm: str = "direct", strategy: Any = None,
+                 parallel_strategy: str = "allreduce", ps_mode: str = "sync", staleness: int | None = None,
+                 num_servers: int = 1, sync_every: int = 1) -> None:
         max_epoch = int_setting(max_epoch, "Trainer", "max_epoch", minimum=0)
         check_on_nan(on_nan, "Trainer")
         check_trainer_settings(checkpoint_path, enable_parallel)
@@ -155,7 +162,8 @@ class Trainer:
         self.evaluator = evaluator
         self._parallel = ParallelTraining(enable_parallel or strategy is not None, ParallelOptions(
             parallel_backend, check_thread_count(thread_count, "Trainer"), on_error, step_timeout,
-            compression, allreduce_algorithm), strategy=strategy)
+            compression, allreduce_algorithm, parallel_strategy, ps_mode, staleness, num_servers, sync_every),
+            strategy=strategy)
         self.accumulate_steps = accumulate_steps
         self._accumulated: dict[str, Any] = {}
         self._skipped_shards = 0
@@ -324,8 +332,11 @@ class Trainer:
         metric_sum = 0.0
         metric_count = 0
         try:
-            for index, batch in enumerate(batches):
-                value, prediction, target = self._step(epoch, index, len(batches), batch)
+            if self._parallel.owns_epoch:  # asynchronous workers take whole batches of their own
+                steps: Any = [(value, None, None) for value in self._parallel.train_epoch(batches, self.optimizer)]
+            else:
+                steps = (self._step(epoch, index, len(batches), batch) for index, batch in enumerate(batches))
+            for batch, (value, prediction, target) in zip(batches, steps):
                 if value is None:
                     continue
                 loss_sum += value
@@ -336,6 +347,8 @@ class Trainer:
                         metric_sum += result[0]
                         metric_count += result[1]
                 display.update(batch.size, value)
+            if self._parallel.running:
+                self._parallel.end_epoch(self.optimizer)
         except BaseException:
             display.abort()
             raise

@@ -23,6 +23,10 @@ The contract:
 * ``apply_update(optimizer)`` — make the update. The default is
   ``optimizer.update()`` on the master. A strategy that owns the update step
   overrides it (and may ignore ``optimizer`` or use it only on a server).
+* ``owns_epoch``, ``train_epoch(batches, optimizer)`` — a strategy whose
+  workers each take whole batches on their own (asynchronous parameter
+  servers) trains the epoch's batches itself; ``end_epoch(optimizer)`` runs
+  after each epoch's last batch (local SGD averages its replicas there).
 * ``close()`` — release what the strategy itself holds (not the executor).
 * ``exact`` — True when training with the strategy equals single-process
   training on the same batches (up to rounding); such strategies are tested
@@ -99,6 +103,17 @@ class Strategy(ABC):
 
     def close(self) -> None:
         """Release what the strategy holds (the executor is shut down by its owner)."""
+
+    # -- hooks for strategies whose workers take whole batches (asynchronous training) -----------
+    #: True when the strategy trains a whole epoch by itself (``train_epoch``) instead of batch by batch.
+    owns_epoch: ClassVar[bool] = False
+
+    def train_epoch(self, batches: Sequence[Any], optimizer: Any) -> list[float]:
+        """Train on every batch of an epoch; each batch's loss (only when ``owns_epoch``)."""
+        raise TypeError(f"{type(self).__name__} trains batch by batch (compute_gradients, apply_update)")
+
+    def end_epoch(self, optimizer: Any) -> None:
+        """Called after the last batch of each epoch, before evaluation (local SGD averages here)."""
 
     # -- hooks for strategies that bring their own ranks (hybrid layouts) ------------------------
     def make_executor(self, model: Any, loss: Any) -> Executor | None:

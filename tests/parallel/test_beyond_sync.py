@@ -1,0 +1,206 @@
+"""Parameter servers (sync / async / stale) and local SGD on the Trainer: exactness where claimed,
+coverage of the data by asynchronous workers, the stale-synchronous bound, failures, bad settings."""
+import numpy as np
+import pytest
+
+import tinyai as ta
+from tinyai.backend import default_dtype
+from tinyai.data import ArrayDataset
+from tinyai.optim import SGD, Momentum
+from tinyai.parallel.executor import WorkerError
+from tinyai.parallel.strategy.parameter_server import partition_parameters
+from tinyai.parallel.utils import deep_copy_model
+from tinyai.training import Trainer
+
+from tests.parallel.models import MeanSquared, TwoLayerNet
+
+
+def _data(n=50, seed=3):  # the Trainer trains on 80%: 40 examples
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 6)), rng.standard_normal((n, 3))
+
+
+def _net(seed=5):
+    with default_dtype(np.float64):
+        ta.seed(seed)
+        return TwoLayerNet()
+
+
+def _train(model, optimizer_cls=SGD, epochs=2, batch=10, loss=None, n=50, **parallel):
+    x, y = _data(n)
+    dataset = ArrayDataset(x, y, batch_size=batch)
+    trainer = Trainer(epochs, progress=False)
+    if parallel:  # every option through configure_parallel_training (the Trainer's keywords are tested below)
+        trainer.configure_parallel_training(True, 2, parallel.pop("parallel_backend", "thread"), **parallel)
+    trainer.init(dataset, model, loss or MeanSquared(), optimizer_cls(model, lr=0.1))
+    try:
+        ta.seed(11)  # the same shuffles
+        trainer.train(shuffle=False)
+    finally:
+        trainer.shutdown()
+    return trainer
+
+
+def _assert_same(a, b):
+    for (name, p), (_, q) in zip(a.named_params(), b.named_params()):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def _moved(a, b):
+    return max(float(np.abs(p.data - q.data).max()) for p, q in zip(a.params(), b.params()))
+
+
+@pytest.mark.parametrize("servers, backend, optimizer", [(1, "thread", SGD), (3, "thread", Momentum),
+                                                         pytest.param(2, "process", Momentum,
+                                                                      marks=pytest.mark.slow)])
+def test_sync_parameter_server_equals_allreduce_float64(servers, backend, optimizer):
+    reference = _net()
+    start = deep_copy_model(reference)
+    _train(reference, optimizer)  # single thread
+    model = deep_copy_model(start)
+    trainer = _train(model, optimizer, parallel_strategy="parameter_server", ps_mode="sync", num_servers=servers,
+                     parallel_backend=backend)
+    _assert_same(model, reference)
+    assert _moved(model, start) > 1e-3
+    stats = trainer.parallel_stats()
+    assert stats["updates"] == 8 and stats["exchanges"] == 8  # 2 epochs x 4 batches
+
+
+def test_partition_balances_sizes_and_keeps_every_name_once():
+    sizes = [("a", 100), ("b", 10), ("c", 60), ("d", 50), ("e", 5)]
+    groups = partition_parameters(sizes, 2)
+    assert sorted(n for g in groups for n in g) == ["a", "b", "c", "d", "e"]
+    loads = [sum(dict(sizes)[n] for n in g) for g in groups]
+    assert groups == [["a", "b", "e"], ["c", "d"]] and loads == [115, 110]  # greedy, largest first
+    with pytest.raises(ValueError, match="num_servers"):
+        partition_parameters(sizes, 6)
+
+
+@pytest.mark.parametrize("mode, staleness", [("async", None), ("stale", 1)])
+def test_async_workers_take_whole_batches_and_see_every_sample_once(mode, staleness):
+    model = _net()
+    start = deep_copy_model(model)
+    trainer = _train(model, parallel_strategy="parameter_server", ps_mode=mode, staleness=staleness,
+                     num_servers=2, batch=4)
+    strategy = trainer._parallel.engine.strategy if trainer._parallel.engine else None
+    stats = trainer.parallel_stats()
+    assert stats["updates"] == 2 * 10  # every one of the 10 batches, each epoch, applied once
+    assert sum(stats["staleness_histogram"].values()) == 20
+    assert _moved(model, start) > 1e-3
+    assert np.isfinite(trainer.monitor.history["loss"]).all()
+    del strategy
+
+
+def test_async_assignment_partitions_the_epoch():
+    from tinyai.parallel import DataParallel
+    from tinyai.parallel.strategy.parameter_server import ParameterServer
+
+    x, y = _data(n=30)
+    x = x.astype(np.float32)  # as the data set holds it
+    batches = ArrayDataset(x, y, batch_size=4).get_batches()  # 8 batches, the last of 2
+    model = _net()
+    engine = DataParallel(model, MeanSquared(), 3, backend="thread", strategy=ParameterServer("async"))
+    try:
+        losses = engine.strategy.train_epoch(batches, SGD(model, lr=0.05))
+    finally:
+        engine.shutdown()
+    assignment = engine.strategy.last_assignment
+    seen = sorted(i for own in assignment for i in own)
+    assert seen == list(range(len(batches)))  # every batch once, by exactly one worker
+    rows = np.concatenate([batches[i].x for own in assignment for i in own])
+    assert sorted(map(tuple, rows)) == sorted(map(tuple, x))  # every sample once
+    assert len(losses) == len(batches) and np.isfinite(losses).all()
+
+
+def test_stale_synchronous_bound_holds_and_async_exceeds_it():
+    # Worker 0 is slowed down (5 ms a step). Asynchronously the other runs far ahead, so the
+    # straggler's pushes arrive many updates late; with staleness s the lag of a gradient is at
+    # most (W - 1)(2 s + 1) updates (1 for lock-step on 2 workers).
+    def lags(mode, staleness):
+        trainer = _train(_net(), epochs=1, batch=2, n=300, parallel_strategy="parameter_server", ps_mode=mode,
+                         staleness=staleness, straggler=(0, 0.005))
+        stats = trainer.parallel_stats()
+        return stats["staleness_histogram"], stats["wait_time_s"]
+
+    for s, bound in [(0, 1), (2, 5)]:
+        stale, waited = lags("stale", s)
+        assert max(stale) <= bound and sum(stale.values()) == 120, (s, stale)
+        assert waited > 0  # the fast worker had to wait for the straggler
+    free, _ = lags("async", None)
+    assert max(free) > 1, free  # the lock-step bound does not hold without the waiting
+
+
+class _FailsOnShortBatches(MeanSquared):
+    def loss(self, target, prediction):
+        if len(target.data) < 7:
+            raise ValueError("short batch")
+        return super().loss(target, prediction)
+
+
+def test_a_dead_async_worker_is_reported_and_the_others_stop():
+    # 40 examples in batches of 7: the sixth (index 5, of 5) goes to worker 5 % 2 = 1 and fails; in lock-step
+    # (staleness 0) worker 0 would wait for it for ever if the failure were not passed on.
+    x, y = _data()
+    model = _net()
+    trainer = Trainer(1, progress=False, enable_parallel=True, thread_count=2, parallel_backend="thread",
+                      parallel_strategy="parameter_server", ps_mode="stale", staleness=0)
+    trainer.init(ArrayDataset(x, y, batch_size=7), model, _FailsOnShortBatches(), SGD(model, lr=0.1))
+    with pytest.raises(WorkerError, match="short batch") as info:
+        trainer.train(shuffle=False)
+    assert info.value.worker_id == 1
+    trainer.shutdown()
+
+
+@pytest.mark.parametrize("backend", ["thread", pytest.param("process", marks=pytest.mark.slow)])
+def test_local_sgd_every_step_with_sgd_equals_allreduce_float64(backend):
+    reference = _net()
+    start = deep_copy_model(reference)
+    _train(reference, batch=9)  # uneven shards
+    model = deep_copy_model(start)
+    trainer = _train(model, batch=9, parallel_strategy="local_sgd", sync_every=1, parallel_backend=backend)
+    _assert_same(model, reference)
+    assert trainer.parallel_stats()["exchanges"] == 10
+
+
+def test_local_sgd_with_longer_periods_exchanges_less_and_still_learns():
+    model = _net()
+    start = deep_copy_model(model)
+    trainer = _train(model, Momentum, epochs=3, batch=4, parallel_strategy="local_sgd", sync_every=4)
+    stats = trainer.parallel_stats()
+    assert stats["exchanges"] == 3 * 3  # 10 steps per epoch: averages after 4, 8 and the epoch's end
+    assert stats["updates"] == 3 * 10 * 2
+    assert _moved(model, start) > 1e-3
+    loss = trainer.monitor.history["loss"]
+    assert loss[-1] < loss[0]
+
+
+@pytest.mark.parametrize("settings, match", [
+    (dict(parallel_strategy="gossip"), "parallel_strategy must be one of"),
+    (dict(parallel_strategy="parameter_server", ps_mode="hogwild"), "ps_mode must be one of"),
+    (dict(parallel_strategy="parameter_server", ps_mode="stale", staleness=-1), "staleness=s, an int >= 0"),
+    (dict(parallel_strategy="parameter_server", ps_mode="stale"), "needs staleness"),
+    (dict(parallel_strategy="parameter_server", ps_mode="async", staleness=2), "applies to ps_mode='stale'"),
+    (dict(parallel_strategy="parameter_server", num_servers=0), "num_servers must be an int >= 1"),
+    (dict(parallel_strategy="local_sgd", sync_every=0), "sync_every must be an int >= 1"),
+    (dict(sync_every=4), "sync_every applies to parallel_strategy='local_sgd'"),
+    (dict(ps_mode="async"), "apply to parallel_strategy='parameter_server'"),
+    (dict(parallel_strategy="parameter_server", compression="int8"), "compression='int8' is available with"),
+    (dict(parallel_strategy="local_sgd", compression="topk"), "compression='topk' is available with"),
+])
+def test_bad_settings_are_refused_clearly(settings, match):
+    with pytest.raises(ValueError, match=match):
+        Trainer(1, enable_parallel=True, **settings)
+
+
+def test_more_servers_than_parameters_and_async_on_processes_are_refused():
+    x, y = _data()
+    model = _net()
+    trainer = Trainer(1, progress=False, enable_parallel=True, thread_count=2, parallel_backend="thread",
+                      parallel_strategy="parameter_server", num_servers=5)
+    with pytest.raises(ValueError, match="num_servers must be between 1 and the model's 4"):
+        trainer.init(ArrayDataset(x, y, batch_size=8), model, MeanSquared(), SGD(model, lr=0.1))
+    trainer = Trainer(1, progress=False, enable_parallel=True)
+    with pytest.raises(ValueError, match="runs on the thread backend only"):
+        trainer.configure_parallel_training(True, 2, "process", parallel_strategy="parameter_server",
+                                            ps_mode="async")
+        trainer.init(ArrayDataset(x, y, batch_size=8), model, MeanSquared(), SGD(model, lr=0.1))

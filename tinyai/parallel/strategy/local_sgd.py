@@ -1,0 +1,202 @@
+"""Local SGD: every worker trains its own replica; the replicas are averaged every H steps.
+
+Each step the batch is split into one shard per worker, as in synchronous
+data parallelism, but nobody exchanges gradients: worker k computes the
+gradient of its own shard and updates its *own* replica with its own
+optimizer. Every ``sync_every`` = H steps the replicas' parameters are
+averaged, weighted by the number of examples each worker trained on since
+the last average, and every replica starts again from that average (which is
+also what the master model holds).
+
+Optimizer state is averaged too (the documented choice here): momentum or
+Adam's moments of the replicas are averaged with the same weights at each
+synchronisation and every replica continues from the averaged state, which
+the master optimizer also holds (so checkpoints have it). Keeping each
+replica's state private instead would let the replicas' momenta drift apart
+between averages for no gain in traffic that matters here.
+
+Why it is exact for H = 1 with plain SGD: one step moves each replica to
+p - lr g_k; the weighted average is p - lr sum_k (n_k / N) g_k, which is the
+synchronous all-reduce step on the whole batch. For H > 1 (or an optimizer
+with state) it is an approximation that exchanges H times fewer bytes.
+
+Runs on threads and worker processes (``Executor.run``; the workers keep
+their replica optimizers in their ``state``). At the end of an epoch the
+replicas are averaged whatever the count, so evaluation sees one model.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from typing import Any
+
+import numpy as np
+
+from tinyai.backend.settings import is_int
+from tinyai.parallel.processor import ParallelBatchProcessor
+from tinyai.parallel.sharding import shard_bounds
+from tinyai.parallel.stats import DENSE_ITEMSIZE, allreduce_wire_bytes
+from tinyai.parallel.strategy.base import StepOutcome, Strategy
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LocalSGD"]
+
+
+def check_sync_every(sync_every: Any) -> int:
+    """``sync_every`` as an int >= 1, or a ValueError."""
+    if not is_int(sync_every) or sync_every < 1:
+        raise ValueError(f"local_sgd: sync_every must be an int >= 1 (steps between averages), got {sync_every!r}")
+    return int(sync_every)
+
+
+def _optimizer_template(optimizer: Any) -> Any:
+    """A picklable copy of ``optimizer``'s settings, without parameters or state."""
+    template = copy.copy(optimizer)
+    template._source, template._fixed = None, []
+    template.state, template.steps = {}, {}
+    return template
+
+
+class LocalSGD(Strategy):
+    """Each worker updates its own replica; parameters (and optimizer state) averaged every ``sync_every`` steps.
+
+    Args:
+        sync_every: H, the number of local steps between two averages (>= 1).
+        on_error: only "raise": a replica that misses a step cannot be averaged.
+    """
+
+    name = "local_sgd"
+
+    def __init__(self, sync_every: int = 1, on_error: str = "raise") -> None:
+        super().__init__(on_error)
+        if self.on_error != "raise":
+            raise ValueError("local_sgd: on_error must be 'raise' (a replica that misses a step cannot be averaged "
+                             f"with the others), got {on_error!r}")
+        self.sync_every = check_sync_every(sync_every)
+        self._synced_state: tuple[dict, dict] | None = None  # the averaged optimizer state and step counts
+        self._since_sync = 0
+        self._fresh = True          # the workers must load the master's parameters and state
+        self._sizes: list[int] = []  # examples per worker since the last average
+
+    def bind(self, model: Any, loss: Any, executor: Any) -> None:
+        super().bind(model, loss, executor)
+        if executor.kind == "mpi":
+            raise ValueError("local_sgd: the mpi backend is not supported; use parallel_backend='thread' or "
+                             "'process'")
+
+    @property
+    def exact(self) -> bool:  # type: ignore[override]
+        """Exact (with plain SGD) only when the replicas are averaged after every step."""
+        return self.sync_every == 1
+
+    def compute_gradients(self, x: Any, y: Any) -> StepOutcome:
+        """Each worker's gradient of its own shard, left on its own replica."""
+        bounds = shard_bounds(len(x), self.executor.workers)
+        start = self._master_arrays() if self._fresh else None
+        args = [(x[a:b], y[a:b], start) for a, b in bounds]
+        results = self.executor.run(_local_gradients, args)
+        self._fresh = False
+        if len(self._sizes) != len(results):
+            self._sizes = [0] * len(results)
+        for k, (a, b) in enumerate(bounds):
+            self._sizes[k] += b - a
+        self.check_failures(results)
+        outcome = self.outcome_of(results)
+        return StepOutcome(outcome.loss, outcome.batch_size, outcome.ok_shards, outcome.failed_shards)
+
+    def apply_update(self, optimizer: Any) -> None:
+        """Every worker steps its own replica; every ``sync_every`` steps the replicas are averaged."""
+        self._since_sync += 1
+        average = self._since_sync >= self.sync_every
+        workers = len(self._sizes)
+        returned = self.executor.run(_local_update, [(_optimizer_template(optimizer), optimizer.lr, average)] * workers)
+        optimizer.iterations += 1
+        self.stats.record_update(workers)
+        if average:
+            self._average(returned, optimizer)
+
+    def end_epoch(self, optimizer: Any) -> None:
+        """Average whatever the count, so the master holds one model to evaluate."""
+        if self._since_sync and not self._fresh:
+            returned = self.executor.run(_local_snapshot, [()] * len(self._sizes))
+            self._average(returned, optimizer)
+
+    def _average(self, returned: list[tuple[dict, dict]], optimizer: Any) -> None:
+        total = sum(self._sizes)
+        weights = [n / total for n in self._sizes]
+        params = dict(self.model.named_params())
+        nbytes = 0
+        entries = 0
+        synced: dict[str, dict] = {}
+        for name, p in params.items():
+            p.data[...] = sum(w * r[0][name] for w, r in zip(weights, returned))
+            nbytes += p.data.nbytes
+            entries += p.data.size
+        for name in returned[0][1]:
+            slots = returned[0][1][name]
+            state = {slot: sum(w * r[1][name][slot] for w, r in zip(weights, returned)) for slot in slots}
+            optimizer.state[name] = state
+            optimizer.steps[name] = returned[0][2].get(name, 0)
+            synced[name] = state
+            nbytes += sum(v.nbytes for v in state.values())
+            entries += sum(v.size for v in state.values())
+        workers = len(returned)
+        if workers > 1:
+            self.stats.record_exchange(allreduce_wire_bytes(nbytes, workers, "direct"),
+                                       allreduce_wire_bytes(entries * DENSE_ITEMSIZE, workers, "direct"))
+        self._synced_state = (synced, dict(returned[0][2])) if synced else None
+        self._since_sync = 0
+        self._sizes = [0] * workers
+        self._fresh = True
+
+    def _master_arrays(self) -> tuple[dict, tuple[dict, dict] | None]:
+        """What a fresh start loads: the master's parameters and the averaged optimizer state."""
+        return {name: p.data for name, p in self.model.named_params()}, self._synced_state
+
+    def __repr__(self) -> str:
+        return f"LocalSGD(sync_every={self.sync_every})"
+
+
+def _local_gradients(worker: Any, x: Any, y: Any, start: tuple | None) -> Any:
+    """On worker k: (when fresh) load the averaged parameters and state; its shard's gradient."""
+    if not worker.state.get("local_sgd_private"):
+        # Process workers' replicas read the master's parameters in shared memory (one segment for
+        # all): a replica that trains on its own needs arrays of its own.
+        for p in worker.model.params():
+            p.data = p.data.copy()
+        worker.state["local_sgd_private"] = True
+    if start is not None:
+        params, synced = start
+        for name, p in worker.model.named_params():
+            p.data[...] = params[name]
+        worker.state["local_sgd_state"] = synced
+    return ParallelBatchProcessor(worker.model, worker.loss, x, y, worker.worker_id).run()
+
+
+def _local_update(worker: Any, template: Any, lr: float, snapshot: bool) -> Any:
+    """On worker k: one step of its own optimizer on its replica; its arrays if an average follows."""
+    optimizer = worker.state.get("local_sgd_optimizer")
+    if optimizer is None or type(optimizer) is not type(template):
+        optimizer = copy.copy(template)
+        optimizer._source, optimizer._fixed = worker.model, None
+        optimizer.state, optimizer.steps = {}, {}
+        worker.state["local_sgd_optimizer"] = optimizer
+    loaded = worker.state.pop("local_sgd_state", None)
+    if loaded:
+        optimizer.state = {name: {slot: np.array(v, copy=True) for slot, v in slots.items()}
+                           for name, slots in loaded[0].items()}
+        optimizer.steps = dict(loaded[1])
+    optimizer.lr = lr
+    optimizer.update()
+    return _local_snapshot(worker) if snapshot else None
+
+
+def _local_snapshot(worker: Any) -> tuple[dict, dict, dict]:
+    """On worker k: copies of its replica's parameters, optimizer state and step counts."""
+    optimizer = worker.state.get("local_sgd_optimizer")
+    params = {name: p.data.copy() for name, p in worker.model.named_params()}
+    if optimizer is None:
+        return params, {}, {}
+    state = {name: {slot: v.copy() for slot, v in slots.items()} for name, slots in optimizer.state.items()}
+    return params, state, dict(optimizer.steps)

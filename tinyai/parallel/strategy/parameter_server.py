@@ -1,0 +1,366 @@
+"""Parameter servers: workers pull parameters, push gradients; servers own the update.
+
+TinyAI's documents describe the architecture: N workers and M servers; each
+worker computes the gradient of its data, the servers combine the workers'
+gradients (grad L = (1/N) sum_i grad L_i), update the parameters they keep
+and send them back. Here:
+
+* the parameters are *partitioned* across the M servers by name, balanced by
+  size (``partition_parameters``: largest first, each to the server holding
+  the fewest values so far);
+* each server owns the optimizer state of its partition (``ServerShard``: a
+  copy of the Trainer's optimizer restricted to those parameters) and applies
+  every update to them; its ``version`` counts the updates it applied;
+* ``ps_mode`` says when a server applies an update:
+
+  - ``"sync"`` (bulk-synchronous): every step, each worker computes its shard
+    of the batch and pushes its gradient; the servers wait for every push,
+    take the size-weighted mean and update once. This is exactly synchronous
+    all-reduce training (tested in float64).
+  - ``"async"``: the data of an epoch are partitioned across the workers
+    (whole batches, round-robin: every sample is seen once per epoch); each
+    worker loops over its batches on its own: pull, compute, push. A server
+    applies each push as it arrives, one at a time (a lock), so a gradient
+    may have been computed from parameters that other workers' pushes have
+    since changed. That lag, in updates, is its *staleness* (recorded in
+    ``parallel_stats()["staleness_histogram"]``).
+  - ``"stale"`` (stale-synchronous parallel): like "async", but a worker may
+    run at most ``staleness`` updates ahead of the slowest worker still
+    training; a faster one waits (``wait_time_s``). ``staleness=0`` is
+    lock-step. With W workers the lag of a gradient is then at most
+    (W - 1)(2 s + 1): while one worker computes, each other can finish at
+    most 2 s + 1 steps.
+
+Where they run: "sync" on any executor of this process (threads or worker
+processes compute; the servers live with the master model). "async" and
+"stale" run on threads (the worker threads call the servers directly; the
+servers' locks order the pushes). On worker processes and MPI, whose workers
+cannot reach the master while they run, asynchronous modes are refused with
+a clear error.
+
+A worker that fails in an asynchronous mode stops the others at their next
+step (nobody waits for it) and is reported as ``WorkerError`` naming it.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from typing import Any, Sequence
+
+from tinyai.autograd import Variable
+from tinyai.parallel.stats import DENSE_ITEMSIZE
+from tinyai.parallel.strategy.base import StepOutcome, Strategy
+from tinyai.parallel.utils import apply_aggregated_gradients
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ParameterServer", "ServerShard", "partition_parameters", "PS_MODES"]
+
+#: When the servers apply updates (see the module docstring).
+PS_MODES = ("sync", "async", "stale")
+
+
+def partition_parameters(sizes: Sequence[tuple[str, int]], num_servers: int) -> list[list[str]]:
+    """Split named parameters over ``num_servers`` servers, balanced by size.
+
+    ``sizes`` is [(name, number of values)] in the model's order. The largest
+    parameter goes first, each to the server with the fewest values so far
+    (the lowest index on a tie). Each server's names keep the model's order.
+    Raises ValueError if there are fewer parameters than servers.
+    """
+    if num_servers < 1 or num_servers > len(sizes):
+        raise ValueError(f"parameter_server: num_servers must be between 1 and the model's {len(sizes)} "
+                         f"parameters, got {num_servers}")
+    order = {name: i for i, (name, _) in enumerate(sizes)}
+    loads = [0] * num_servers
+    names: list[list[str]] = [[] for _ in range(num_servers)]
+    for name, size in sorted(sizes, key=lambda item: (-item[1], order[item[0]])):
+        target = min(range(num_servers), key=lambda s: (loads[s], s))
+        loads[target] += size
+        names[target].append(name)
+    return [sorted(group, key=order.__getitem__) for group in names]
+
+
+class ServerShard:
+    """One parameter server: its parameters (the master's, by name), their optimizer state, a version.
+
+    Args:
+        index: the server's number.
+        pairs: its (name, Parameter) pairs.
+        optimizer: the Trainer's optimizer; the server updates with a copy
+            restricted to ``pairs``, sharing the per-parameter state arrays
+            with it (so checkpoints hold the servers' state) and following
+            its learning rate (schedules change ``optimizer.lr``).
+    """
+
+    def __init__(self, index: int, pairs: list[tuple[str, Any]], optimizer: Any) -> None:
+        self.index = index
+        self.pairs = pairs
+        self.master_optimizer = optimizer
+        own = copy.copy(optimizer)
+        own._source, own._fixed = None, list(pairs)
+        own.state = {name: optimizer.state[name] for name, _ in pairs if name in optimizer.state}
+        own.steps = {name: optimizer.steps.get(name, 0) for name, _ in pairs}
+        self.optimizer = own
+        #: Updates applied so far.
+        self.version = 0
+        self.lock = threading.Lock()
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.data.nbytes for _, p in self.pairs)
+
+    @property
+    def size(self) -> int:
+        return sum(p.data.size for _, p in self.pairs)
+
+    def pull_into(self, replica_params: dict[str, Any]) -> int:
+        """Copy this server's parameters into a worker's replica; the version read."""
+        with self.lock:
+            for name, p in self.pairs:
+                replica_params[name].data[...] = p.data
+            return self.version
+
+    def apply(self, gradients: dict[str, Any]) -> int:
+        """One optimizer update of this partition with ``gradients`` (name -> array); the version it replaced."""
+        with self.lock:
+            return self._apply_locked(gradients)
+
+    def _apply_locked(self, gradients: dict[str, Any]) -> int:
+        own, master = self.optimizer, self.master_optimizer
+        own.lr = master.lr  # a schedule sets the Trainer's optimizer
+        for name, p in self.pairs:
+            grad = gradients.get(name)
+            p.grad = None if grad is None else Variable(grad, requires_grad=False)
+        own.update()
+        for name, p in self.pairs:
+            p.grad = None
+            if name in own.state:
+                master.state[name] = own.state[name]
+            master.steps[name] = own.steps.get(name, 0)
+        version, self.version = self.version, self.version + 1
+        return version
+
+
+class _Clocks:
+    """Each worker's count of completed steps; stale-synchronous waiting and failure news."""
+
+    def __init__(self, workers: int, bound: int | None) -> None:
+        self.clock = [0] * workers
+        self.done = [False] * workers
+        self.bound = bound
+        self.failed: int | None = None
+        self.cond = threading.Condition()
+        self.started = 0
+
+    def start(self) -> None:
+        """Wait until every worker has started (the epoch starts for all at once)."""
+        with self.cond:
+            self.started += 1
+            self.cond.notify_all()
+            self.cond.wait_for(lambda: self.started >= len(self.clock) or self.failed is not None)
+
+    def _ahead(self, k: int) -> int:
+        active = [c for c, done in zip(self.clock, self.done) if not done]
+        return self.clock[k] - min(active)
+
+    def wait_turn(self, k: int) -> tuple[bool, float]:
+        """(go on?, seconds waited): False once another worker failed."""
+        started = time.perf_counter()
+        with self.cond:
+            if self.bound is not None:
+                self.cond.wait_for(lambda: self.failed is not None or self._ahead(k) <= self.bound)
+            return self.failed is None, time.perf_counter() - started
+
+    def tick(self, k: int) -> None:
+        with self.cond:
+            self.clock[k] += 1
+            self.cond.notify_all()
+
+    def finish(self, k: int, failed: bool = False) -> None:
+        with self.cond:
+            self.done[k] = True
+            if failed and self.failed is None:
+                self.failed = k
+            self.cond.notify_all()
+
+
+class ParameterServer(Strategy):
+    """Workers pull, compute and push; ``num_servers`` servers update their partitions (module docstring).
+
+    Args:
+        mode: "sync", "async" or "stale".
+        staleness: for "stale", how many updates a worker may run ahead of the slowest (>= 0).
+        num_servers: M, the number of servers (1 .. number of parameters).
+        on_error: "raise" or "skip" (sync mode: a failed shard is left out of the average).
+        straggler: None, or (worker, seconds): a delay added to every step of
+            that worker, to study what a slow worker costs (benchmarks).
+    """
+
+    name = "parameter_server"
+
+    def __init__(self, mode: str = "sync", staleness: int | None = None, num_servers: int = 1,
+                 on_error: str = "raise", straggler: tuple[int, float] | None = None) -> None:
+        super().__init__(on_error)
+        check_ps_settings(mode, staleness, num_servers)
+        self.mode = mode
+        self.staleness = staleness
+        self.num_servers = num_servers
+        self.straggler = straggler
+        self.servers: list[ServerShard] | None = None
+        self._optimizer: Any = None
+        #: For each worker, the indices (in the epoch's batch order) of the batches it took last epoch.
+        self.last_assignment: list[list[int]] = []
+
+    @property
+    def exact(self) -> bool:  # type: ignore[override]
+        """Only bulk-synchronous mode equals single-process training."""
+        return self.mode == "sync"
+
+    @property
+    def owns_epoch(self) -> bool:
+        """Asynchronous modes run a whole epoch at once (``train_epoch``); sync goes batch by batch."""
+        return self.mode != "sync"
+
+    def bind(self, model: Any, loss: Any, executor: Any) -> None:
+        super().bind(model, loss, executor)
+        params = list(model.named_params())
+        partition_parameters([(name, p.data.size) for name, p in params], self.num_servers)  # checks M now
+        if self.mode != "sync" and executor.kind != "thread":
+            raise ValueError(f"parameter_server: ps_mode={self.mode!r} runs on the thread backend only (worker "
+                             f"processes and MPI ranks cannot reach the servers while they train); got "
+                             f"parallel_backend={executor.kind!r}; use parallel_backend='thread' or ps_mode='sync'")
+        if executor.kind == "mpi":
+            raise ValueError("parameter_server: the mpi backend is not supported; use parallel_backend='thread' "
+                             "or 'process'")
+
+    def _servers_for(self, optimizer: Any) -> list[ServerShard]:
+        if self.servers is None or self._optimizer is not optimizer:
+            if getattr(optimizer, "max_grad_norm", None) is not None and self.num_servers > 1:
+                raise ValueError("parameter_server: max_grad_norm clips the norm of the whole gradient, which no "
+                                 f"one of {self.num_servers} servers sees; use num_servers=1 or no clipping")
+            params = list(self.model.named_params())
+            groups = partition_parameters([(name, p.data.size) for name, p in params], self.num_servers)
+            lookup = dict(params)
+            self.servers = [ServerShard(s, [(name, lookup[name]) for name in group], optimizer)
+                            for s, group in enumerate(groups)]
+            self._optimizer = optimizer
+        return self.servers
+
+    def _record_push_pull(self, workers: int) -> None:
+        """Each worker pushes its gradient to the servers and pulls the parameters back."""
+        nbytes = sum(p.data.nbytes for p in self.model.params())
+        entries = sum(p.data.size for p in self.model.params())
+        self.stats.record_exchange(2 * workers * nbytes, 2 * workers * entries * DENSE_ITEMSIZE)
+
+    # -- sync: one batch, every worker's push, one update --------------------------------------
+    def compute_gradients(self, x: Any, y: Any) -> StepOutcome:
+        """Sync mode: the workers' pushes, averaged by the servers, on ``p.grad`` for ``apply_update``."""
+        if self.mode != "sync":
+            raise RuntimeError(f"parameter_server: ps_mode={self.mode!r} trains whole epochs (train_epoch), "
+                               "not batch by batch")
+        results = self.executor.compute(self.model, x, y)
+        for r in self.check_failures(results):
+            logger.warning("parameter server: skipped the push of worker %d (%s)", r.worker_id, r.exception)
+        ok = [r for r in results if r.success]
+        total = sum(r.batch_size for r in ok)
+        summed: dict[str, Any] = {}
+        for r in ok:  # the servers add the pushes in worker order, weighted by shard size
+            for name, grad in r.gradients.items():
+                part = grad * r.batch_size
+                summed[name] = part if name not in summed else summed[name] + part
+        apply_aggregated_gradients(self.model, {name: g / total for name, g in summed.items()})
+        self._record_push_pull(len(results))
+        return self.outcome_of(results)
+
+    def apply_update(self, optimizer: Any) -> None:
+        """Sync mode: each server updates its partition from ``p.grad`` (the averaged pushes)."""
+        for server in self._servers_for(optimizer):
+            server.apply({name: None if p.grad is None else p.grad.data for name, p in server.pairs})
+        optimizer.iterations += 1
+        self.stats.record_update()
+
+    # -- async and stale: whole epochs --------------------------------------------------------
+    def train_epoch(self, batches: Sequence[Any], optimizer: Any) -> list[float]:
+        """Train one epoch asynchronously; the loss of each batch, in the order of ``batches``.
+
+        Worker k takes batches k, k + W, k + 2W, ... (W workers): whole
+        batches, every sample once per epoch.
+        """
+        servers = self._servers_for(optimizer)
+        workers = min(self.executor.workers, len(batches))
+        assignment = [list(range(k, len(batches), workers)) for k in range(workers)]
+        self.last_assignment = assignment
+        clocks = _Clocks(workers, self.staleness if self.mode == "stale" else None)
+        args = [(self, servers, [(batches[i].x, batches[i].y) for i in own], clocks) for own in assignment]
+        per_worker = self.executor.run(_async_worker, args)
+        losses = [float("nan")] * len(batches)
+        for own, values in zip(assignment, per_worker):
+            for i, value in zip(own, values):
+                losses[i] = value
+        optimizer.iterations += sum(len(values) for values in per_worker)
+        return losses
+
+    def __repr__(self) -> str:
+        return (f"ParameterServer(mode={self.mode!r}, staleness={self.staleness!r}, "
+                f"num_servers={self.num_servers})")
+
+
+def _async_worker(worker: Any, strategy: ParameterServer, servers: list[ServerShard],
+                  batches: list[tuple[Any, Any]], clocks: _Clocks) -> list[float]:
+    """Worker k's epoch: for each of its batches pull, compute, push (servers apply at once)."""
+    k = worker.worker_id
+    model, stats = worker.model, strategy.stats
+    params = dict(model.named_params())
+    if hasattr(model, "train"):
+        model.train()
+    delay = strategy.straggler[1] if strategy.straggler and strategy.straggler[0] == k else 0.0
+    losses: list[float] = []
+    try:
+        clocks.start()
+        for x, y in batches:
+            go, waited = clocks.wait_turn(k)
+            if waited:
+                stats.record_wait(waited)
+            if not go:  # another worker died: stop, it will be reported
+                break
+            read = [server.pull_into(params) for server in servers]
+            if delay:
+                time.sleep(delay)
+            model.clear_grads()
+            loss = worker.loss.loss(Variable(y, requires_grad=False), model(Variable(x, requires_grad=False)))
+            loss.backward()
+            loss.unchain_backward()
+            grads = {name: p.grad.data for name, p in params.items() if p.grad is not None}
+            lag = 0
+            for server, version in zip(servers, read):
+                lag = max(lag, server.apply(grads) - version)
+            stats.record_staleness(lag)
+            stats.record_update()
+            strategy._record_push_pull(1)
+            losses.append(float(loss.item()))
+            clocks.tick(k)
+    except BaseException:
+        clocks.finish(k, failed=True)
+        raise
+    clocks.finish(k)
+    return losses
+
+
+def check_ps_settings(mode: Any, staleness: Any, num_servers: Any) -> None:
+    """Clear errors for parameter-server settings that cannot work."""
+    from tinyai.backend.settings import is_int
+
+    if mode not in PS_MODES:
+        raise ValueError(f"parameter_server: ps_mode must be one of {PS_MODES}, got {mode!r}")
+    if mode == "stale":
+        if not is_int(staleness) or staleness < 0:
+            raise ValueError(f"parameter_server: ps_mode='stale' needs staleness=s, an int >= 0 (how many updates "
+                             f"a worker may run ahead of the slowest), got {staleness!r}")
+    elif staleness is not None:
+        raise ValueError(f"parameter_server: staleness={staleness!r} applies to ps_mode='stale' only, "
+                         f"not ps_mode={mode!r}")
+    if not is_int(num_servers) or num_servers < 1:
+        raise ValueError(f"parameter_server: num_servers must be an int >= 1, got {num_servers!r}")
