@@ -198,3 +198,31 @@ def compression_tradeoff(gradient: Any, compressors: list) -> Any:
     axis.grid(alpha=0.3)
     figure.tight_layout()
     return figure
+
+
+def staleness_histograms(runs: dict, bound: int | None = None) -> Any:
+    """Bars of ``parallel_stats()["staleness_histogram"]`` for each named run, side by side.
+
+    ``runs`` maps a label to the stats of a real run; ``bound``, if given, is
+    drawn as the stale-synchronous limit on staleness.
+    """
+    figure = _figure(7.5, 3.6)
+    axis = figure.subplots()
+    width = 0.8 / max(1, len(runs))
+    for i, (label, stats) in enumerate(runs.items()):
+        histogram = stats["staleness_histogram"]
+        lags = sorted(histogram)
+        axis.bar([lag + (i - (len(runs) - 1) / 2) * width for lag in lags], [histogram[lag] for lag in lags],
+                 width=width, label=f"{label} (max {max(lags, default=0)})")
+    if bound is not None:
+        axis.axvline(bound + 0.5, color="#aa3333", linestyle="--", linewidth=1)
+        axis.annotate(f"bound (N - 1)(2s + 1) = {bound}", (bound + 0.5, 0.9), xycoords=("data", "axes fraction"),
+                      textcoords="offset points", xytext=(6, 0), fontsize=9, color="#aa3333")
+    axis.set_yscale("log")
+    axis.set_xlabel("staleness: updates applied between a worker's pull and its push")
+    axis.set_ylabel("pushes (log scale)")
+    axis.set_ylim(bottom=0.5)
+    axis.legend(fontsize=9)
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
