@@ -31,8 +31,10 @@ and send them back. Here:
     (W - 1)(2 s + 1): while one worker computes, each other can finish at
     most 2 s + 1 steps.
 
-Where they run: "sync" on any executor of this process (threads or worker
-processes compute; the servers live with the master model). "async" and
+Where they run: "sync" on threads and worker processes (the servers live
+with the master model) and on MPI, where server s is rank s (s < M): every
+rank sends its gradient of partition s to rank s, which adds them in rank
+order, updates with its own optimizer state and broadcasts the new values. "async" and
 "stale" run on threads (the worker threads call the servers directly; the
 servers' locks order the pushes). On worker processes and MPI, whose workers
 cannot reach the master while they run, asynchronous modes are refused with
@@ -233,8 +235,10 @@ class ParameterServer(Strategy):
                              f"processes and MPI ranks cannot reach the servers while they train); got "
                              f"parallel_backend={executor.kind!r}; use parallel_backend='thread' or ps_mode='sync'")
         if executor.kind == "mpi":
-            raise ValueError("parameter_server: the mpi backend is not supported; use parallel_backend='thread' "
-                             "or 'process'")
+            comm = executor.gradient_communicator
+            if self.num_servers > comm.size:
+                raise ValueError(f"parameter_server: num_servers={self.num_servers} servers on the first ranks of "
+                                 f"an MPI job of {comm.size} ranks; launch more ranks or use fewer servers")
 
     def _servers_for(self, optimizer: Any) -> list[ServerShard]:
         if self.servers is None or self._optimizer is not optimizer:
@@ -264,6 +268,10 @@ class ParameterServer(Strategy):
         results = self.executor.compute(self.model, x, y)
         for r in self.check_failures(results):
             logger.warning("parameter server: skipped the push of worker %d (%s)", r.worker_id, r.exception)
+        if self.executor.kind == "mpi" and len(results) > 1:
+            self._push_to_rank_servers(results)
+            self._record_push_pull(len(results))
+            return self.outcome_of(results)
         ok = [r for r in results if r.success]
         total = sum(r.batch_size for r in ok)
         summed: dict[str, Any] = {}
@@ -276,11 +284,58 @@ class ParameterServer(Strategy):
         return self.outcome_of(results)
 
     def apply_update(self, optimizer: Any) -> None:
-        """Sync mode: each server updates its partition from ``p.grad`` (the averaged pushes)."""
+        """Sync mode: each server updates its partition from ``p.grad`` (the averaged pushes).
+
+        Under MPI server s is rank s: it alone updates (and keeps the optimizer
+        state of) its partition, then sends the new values to every rank.
+        """
+        mpi = self.executor.kind == "mpi"
         for server in self._servers_for(optimizer):
-            server.apply({name: None if p.grad is None else p.grad.data for name, p in server.pairs})
+            if not mpi or self.executor.gradient_communicator.rank == server.index:
+                server.apply({name: None if p.grad is None else p.grad.data for name, p in server.pairs})
+            if mpi:
+                self._pull_from_rank_server(server)
         optimizer.iterations += 1
         self.stats.record_update()
+
+    # -- MPI: server s is rank s ---------------------------------------------------------------
+    def _push_to_rank_servers(self, results: Sequence[Any]) -> None:
+        """Every rank sends its share-weighted gradient of partition s to rank s, which adds them in rank order."""
+        comm = self.executor.gradient_communicator
+        rank, total = comm.rank, sum(r.batch_size for r in results)
+        ok_share = sum(r.batch_size for r in results if r.success) / total
+        own = results[rank]
+        params = dict(self.model.named_params())
+        groups = partition_parameters([(name, p.data.size) for name, p in params.items()], self.num_servers)
+        for p in params.values():
+            p.grad = None
+        for s, names in enumerate(groups):
+            flat = _flat([own.gradients.get(name) if own.success else None for name in names],
+                         [params[name].data for name in names], own.batch_size / total)
+            if rank != s:
+                comm.send(flat, s)
+                continue
+            summed = None
+            for k in range(comm.size):  # rank order: the same sum whatever arrives first
+                part = flat if k == rank else comm.recv(k)
+                summed = part if summed is None else summed + part
+            offset = 0
+            for name in names:
+                data = params[name].data
+                grad = summed[offset:offset + data.size].reshape(data.shape) / ok_share
+                params[name].grad = Variable(grad.astype(data.dtype, copy=False), requires_grad=False)
+                offset += data.size
+
+    def _pull_from_rank_server(self, server: ServerShard) -> None:
+        """Rank ``server.index`` sends its partition's new values to every rank."""
+        comm = self.executor.gradient_communicator
+        arrays = [p.data for _, p in server.pairs]
+        flat = _flat(arrays, arrays, 1.0)
+        flat = comm.broadcast(flat, root=server.index)
+        offset = 0
+        for _, p in server.pairs:
+            p.data[...] = flat[offset:offset + p.data.size].reshape(p.data.shape)
+            offset += p.data.size
 
     # -- async and stale: whole epochs --------------------------------------------------------
     def train_epoch(self, batches: Sequence[Any], optimizer: Any) -> list[float]:
@@ -347,6 +402,15 @@ def _async_worker(worker: Any, strategy: ParameterServer, servers: list[ServerSh
         raise
     clocks.finish(k)
     return losses
+
+
+def _flat(arrays: list[Any], like: list[Any], scale: float) -> Any:
+    """``arrays`` (None: zeros shaped like ``like``) flattened into one vector, times ``scale``."""
+    import numpy as np
+
+    parts = [np.zeros(b.size, dtype=b.dtype) if a is None else (np.asarray(a) * scale).reshape(-1)
+             for a, b in zip(arrays, like)]
+    return np.concatenate(parts)
 
 
 def check_ps_settings(mode: Any, staleness: Any, num_servers: Any) -> None:

@@ -1,0 +1,56 @@
+"""Run by tests/parallel/test_ps_mpi.py under ``mpiexec -n 3``: synchronous parameter servers on MPI ranks.
+
+    mpiexec -n 3 python -m tests.parallel.ps_mpi_script OUT_DIR
+
+Every rank trains the same float64 MLP for two epochs with
+``parallel_strategy="parameter_server", ps_mode="sync", num_servers=2``
+(servers are ranks 0 and 1, with momentum, whose state only they keep) and
+writes its parameters and ``parallel_stats()`` to OUT_DIR/rank<k>.npz.
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import tinyai as ta
+from tinyai.backend import default_dtype
+from tinyai.data import ArrayDataset
+from tinyai.optim import Momentum
+from tinyai.training import Trainer
+
+from tests.parallel.models import MeanSquared, TwoLayerNet
+
+EPOCHS = 2
+
+
+def train(parallel):
+    """Two epochs of the float64 MLP; the model and the trainer's stats."""
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((60, 6)), rng.standard_normal((60, 3))
+    with default_dtype(np.float64):
+        ta.seed(11)
+        model = TwoLayerNet()
+        options = ({"enable_parallel": True, "parallel_backend": "mpi", "parallel_strategy": "parameter_server",
+                    "num_servers": 2} if parallel else {})
+        trainer = Trainer(EPOCHS, progress=None, eval_every=0, dataset=ArrayDataset(x, y, batch_size=10),
+                          model=model, loss=MeanSquared(), optimizer=Momentum(model, lr=0.1), **options)
+        with trainer:
+            trainer.train(shuffle=False)
+            stats = trainer.parallel_stats()
+    return model, stats, trainer.optimizer
+
+
+def main(out):
+    from tinyai.parallel.mpi import load_mpi
+
+    rank = load_mpi().COMM_WORLD.Get_rank()
+    model, stats, optimizer = train(True)
+    results = {f"param.{name}": p.data for name, p in model.named_params()}
+    results.update({f"stats.{key}": np.array(stats[key]) for key in ("bytes_sent", "updates", "exchanges")})
+    # The momentum of each parameter: moved only on the rank that serves it.
+    results.update({f"velocity.{name}": next(iter(slots.values())) for name, slots in optimizer.state.items()})
+    np.savez(Path(out) / f"rank{rank}.npz", **results)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,49 @@
+"""Synchronous parameter servers under a real ``mpiexec -n 3`` (servers on ranks 0 and 1) equal single-process training."""
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.parallel import ps_mpi_script as script
+from tinyai.parallel.strategy.parameter_server import partition_parameters
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _mpiexec():
+    beside = Path(sys.executable).parent / "mpiexec"
+    return str(beside) if beside.exists() else shutil.which("mpiexec")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None or _mpiexec() is None,
+                    reason="mpi4py and mpiexec are needed (pip install 'tinyai-numpy[mpi]')")
+def test_sync_parameter_servers_under_mpiexec_equal_single_process(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    command = [_mpiexec(), "-n", "3", sys.executable, "-m", "tests.parallel.ps_mpi_script", str(tmp_path)]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    ranks = []
+    for rank in range(3):
+        with np.load(tmp_path / f"rank{rank}.npz", allow_pickle=False) as f:
+            ranks.append(dict(f))
+    reference, _, optimizer = script.train(False)
+    for name, p in reference.named_params():
+        for rank in range(3):  # every rank ends with the servers' parameters
+            np.testing.assert_allclose(ranks[rank][f"param.{name}"], p.data, rtol=1e-10, atol=1e-12,
+                                       err_msg=f"rank {rank}: {name}")
+    # Each server keeps the optimizer state of its own partition; the other ranks' stays untouched (zero).
+    groups = partition_parameters([(n, p.data.size) for n, p in reference.named_params()], 2)
+    for server, names in enumerate(groups):
+        for name in names:
+            expected = next(iter(optimizer.state[name].values()))
+            np.testing.assert_allclose(ranks[server][f"velocity.{name}"], expected, rtol=1e-10, atol=1e-12)
+            for rank in set(range(3)) - {server}:
+                assert not ranks[rank][f"velocity.{name}"].any(), (rank, name)
+    assert int(ranks[0]["stats.updates"]) == 2 * 5  # 48 training examples in batches of 10, 2 epochs
