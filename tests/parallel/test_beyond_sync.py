@@ -184,7 +184,7 @@ def test_local_sgd_with_longer_periods_exchanges_less_and_still_learns():
     (dict(parallel_strategy="local_sgd", sync_every=0), "sync_every must be an int >= 1"),
     (dict(sync_every=4), "sync_every applies to parallel_strategy='local_sgd'"),
     (dict(ps_mode="async"), "apply to parallel_strategy='parameter_server'"),
-    (dict(parallel_strategy="parameter_server", compression="int8"), "compression='int8' is available with"),
+    (dict(parallel_strategy="parameter_server", allreduce_algorithm="ring"), "allreduce_algorithm='ring' applies"),
     (dict(parallel_strategy="local_sgd", compression="topk"), "compression='topk' is available with"),
 ])
 def test_bad_settings_are_refused_clearly(settings, match):
@@ -204,3 +204,37 @@ def test_more_servers_than_parameters_and_async_on_processes_are_refused():
         trainer.configure_parallel_training(True, 2, "process", parallel_strategy="parameter_server",
                                             ps_mode="async")
         trainer.init(ArrayDataset(x, y, batch_size=8), model, MeanSquared(), SGD(model, lr=0.1))
+
+
+def test_compressed_sync_pushes_equal_compressed_allreduce():
+    # Both add, in worker order, the decoded payloads of each worker's own compressor (its own error
+    # feedback residuals): the servers must end where compressed all-reduce ends, not where dense does.
+    from tinyai.parallel.compression import ErrorFeedback, TopK
+
+    start = _net()
+    runs = {}
+    for name, options in {"allreduce": {"compression": ErrorFeedback(TopK(0.2))},
+                          "ps": {"parallel_strategy": "parameter_server", "num_servers": 2,
+                                 "compression": ErrorFeedback(TopK(0.2))},
+                          "dense": {"parallel_strategy": "parameter_server"}}.items():
+        model = deep_copy_model(start)
+        runs[name] = (model, _train(model, **options).parallel_stats())
+    _assert_same(runs["ps"][0], runs["allreduce"][0])
+    assert _moved(runs["ps"][0], runs["dense"][0]) > 1e-6
+    # float64 model: a dense push is 8 bytes an entry, a top-20% one 0.2 x (8 + 4-byte index); pulls are dense.
+    entries = sum(p.data.size for p in start.params())
+    assert runs["dense"][1]["bytes_sent"] == 8 * 2 * (8 * entries + 8 * entries)  # 8 steps x 2 workers
+    assert runs["ps"][1]["bytes_sent"] < runs["dense"][1]["bytes_sent"] * (0.2 * 12 + 8) / 16 * 1.1
+
+
+def test_async_pushes_can_be_compressed():
+    model = _net()
+    start = deep_copy_model(model)
+    trainer = _train(model, epochs=3, batch=4, parallel_strategy="parameter_server", ps_mode="async",
+                     compression="int8")
+    stats = trainer.parallel_stats()
+    entries = sum(p.data.size for p in model.params())
+    # Per push: one byte per value and one float64 scale per tensor (4 tensors), then a dense float64 pull.
+    assert stats["bytes_sent"] == 3 * 10 * ((entries + 4 * 8) + entries * 8)
+    loss = trainer.monitor.history["loss"]
+    assert _moved(model, start) > 1e-3 and loss[-1] < loss[0]

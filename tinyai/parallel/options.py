@@ -104,9 +104,9 @@ class ParallelOptions:
         if strategy != "local_sgd" and self.sync_every != 1:
             raise ValueError(f"data parallel: sync_every applies to parallel_strategy='local_sgd', not {strategy!r}")
         if strategy != "allreduce":
-            if self.compression is not None:
+            if self.compression is not None and strategy != "parameter_server":
                 raise ValueError(f"data parallel: compression={self.compression!r} is available with "
-                                 f"parallel_strategy='allreduce' only, not {strategy!r}")
+                                 f"parallel_strategy='allreduce' or 'parameter_server', not {strategy!r}")
             if self.allreduce_algorithm != "direct":
                 raise ValueError(f"data parallel: allreduce_algorithm={self.allreduce_algorithm!r} applies to "
                                  f"parallel_strategy='allreduce', not {strategy!r}")

@@ -29,7 +29,7 @@ def make_strategy(options: Any, stats: ParallelStats | None = None, backend: str
         from tinyai.parallel.strategy.parameter_server import ParameterServer
 
         strategy: Strategy = ParameterServer(options.ps_mode, options.staleness, options.num_servers,
-                                             options.on_error, options.straggler)
+                                             options.on_error, options.straggler, options.compression)
     elif options.parallel_strategy == "local_sgd":
         from tinyai.parallel.strategy.local_sgd import LocalSGD
 

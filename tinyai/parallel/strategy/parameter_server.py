@@ -40,6 +40,10 @@ servers' locks order the pushes). On worker processes and MPI, whose workers
 cannot reach the master while they run, asynchronous modes are refused with
 a clear error.
 
+With ``compression`` each worker compresses its pushes with its own copy of
+the compressor (``compressor.for_worker(k)``: its own error-feedback
+residuals) and each server decodes its part; pulls stay dense.
+
 A worker that fails in an asynchronous mode stops the others at their next
 step (nobody waits for it) and is reported as ``WorkerError`` naming it.
 """
@@ -52,6 +56,7 @@ import time
 from typing import Any, Sequence
 
 from tinyai.autograd import Variable
+from tinyai.parallel.compression import decode_arrays, encode_arrays, get_compressor
 from tinyai.parallel.stats import DENSE_ITEMSIZE
 from tinyai.parallel.strategy.base import StepOutcome, Strategy
 from tinyai.parallel.utils import apply_aggregated_gradients
@@ -197,6 +202,9 @@ class ParameterServer(Strategy):
         staleness: for "stale", how many updates a worker may run ahead of the slowest (>= 0).
         num_servers: M, the number of servers (1 .. number of parameters).
         on_error: "raise" or "skip" (sync mode: a failed shard is left out of the average).
+        compression: None, a name or a ``Compressor``: the workers push
+            compressed gradients (the bytes of ``encode_arrays``), the servers
+            decode them; pulls stay dense. Not on MPI.
         straggler: None, or (worker, seconds): a delay added to every step of
             that worker, to study what a slow worker costs (benchmarks).
     """
@@ -204,9 +212,11 @@ class ParameterServer(Strategy):
     name = "parameter_server"
 
     def __init__(self, mode: str = "sync", staleness: int | None = None, num_servers: int = 1,
-                 on_error: str = "raise", straggler: tuple[int, float] | None = None) -> None:
+                 on_error: str = "raise", straggler: tuple[int, float] | None = None, compression: Any = None) -> None:
         super().__init__(on_error)
         check_ps_settings(mode, staleness, num_servers)
+        #: How pushes travel (None: dense); each worker compresses with its own ``for_worker(k)`` copy.
+        self.compressor = get_compressor(compression)
         self.mode = mode
         self.staleness = staleness
         self.num_servers = num_servers
@@ -235,6 +245,9 @@ class ParameterServer(Strategy):
                              f"processes and MPI ranks cannot reach the servers while they train); got "
                              f"parallel_backend={executor.kind!r}; use parallel_backend='thread' or ps_mode='sync'")
         if executor.kind == "mpi":
+            if self.compressor is not None:
+                raise ValueError("parameter_server: compression is not available on the mpi backend; use "
+                                 "parallel_backend='thread' or 'process', or parallel_strategy='allreduce'")
             comm = executor.gradient_communicator
             if self.num_servers > comm.size:
                 raise ValueError(f"parameter_server: num_servers={self.num_servers} servers on the first ranks of "
@@ -254,10 +267,14 @@ class ParameterServer(Strategy):
         return self.servers
 
     def _record_push_pull(self, workers: int) -> None:
-        """Each worker pushes its gradient to the servers and pulls the parameters back."""
-        nbytes = sum(p.data.nbytes for p in self.model.params())
-        entries = sum(p.data.size for p in self.model.params())
-        self.stats.record_exchange(2 * workers * nbytes, 2 * workers * entries * DENSE_ITEMSIZE)
+        """Each worker pushes its gradient to the servers (compressed, if asked) and pulls the parameters back."""
+        params = list(self.model.params())
+        nbytes = sum(p.data.nbytes for p in params)
+        entries = sum(p.data.size for p in params)
+        push = nbytes
+        if self.compressor is not None:
+            push = sum(self.compressor.payload_nbytes(p.data.shape, p.data.dtype) for p in params)
+        self.stats.record_exchange(workers * (push + nbytes), 2 * workers * entries * DENSE_ITEMSIZE)
 
     # -- sync: one batch, every worker's push, one update --------------------------------------
     def compute_gradients(self, x: Any, y: Any) -> StepOutcome:
@@ -274,7 +291,13 @@ class ParameterServer(Strategy):
             return self.outcome_of(results)
         ok = [r for r in results if r.success]
         total = sum(r.batch_size for r in ok)
-        summed: dict[str, Any] = {}
+        if self.compressor is not None and len(results) > 1:
+            summed = self._compressed_pushes(results)
+            share = total / sum(r.batch_size for r in results)
+            apply_aggregated_gradients(self.model, {name: g / share for name, g in summed.items()})
+            self._record_push_pull(len(results))
+            return self.outcome_of(results)
+        summed = {}
         for r in ok:  # the servers add the pushes in worker order, weighted by shard size
             for name, grad in r.gradients.items():
                 part = grad * r.batch_size
@@ -282,6 +305,19 @@ class ParameterServer(Strategy):
         apply_aggregated_gradients(self.model, {name: g / total for name, g in summed.items()})
         self._record_push_pull(len(results))
         return self.outcome_of(results)
+
+    def _compressed_pushes(self, results: Sequence[Any]) -> dict[str, Any]:
+        """Each worker's share-weighted gradient as compressed bytes; the servers decode and add them in worker order."""
+        from tinyai.parallel.strategy.compressed import _compress_on_worker
+
+        names = sorted(name for name, _ in self.model.named_params())
+        wires = self.executor.run(_compress_on_worker, [(self.compressor, names, r.success) for r in results])
+        like = {name: p.data for name, p in self.model.named_params()}
+        summed = None
+        for wire in wires:
+            if wire is not None:
+                summed = decode_arrays(self.compressor, wire, like, names, out=summed)
+        return summed
 
     def apply_update(self, optimizer: Any) -> None:
         """Sync mode: each server updates its partition from ``p.grad`` (the averaged pushes).
@@ -372,6 +408,12 @@ def _async_worker(worker: Any, strategy: ParameterServer, servers: list[ServerSh
     if hasattr(model, "train"):
         model.train()
     delay = strategy.straggler[1] if strategy.straggler and strategy.straggler[0] == k else 0.0
+    compressor = None
+    if strategy.compressor is not None:  # the worker's own copy: its residuals carry over between steps
+        if worker.state.get("ps_compression") != repr(strategy.compressor):
+            worker.state["ps_compressor"] = strategy.compressor.for_worker(k)
+            worker.state["ps_compression"] = repr(strategy.compressor)
+        compressor = worker.state["ps_compressor"]
     losses: list[float] = []
     try:
         clocks.start()
@@ -391,12 +433,19 @@ def _async_worker(worker: Any, strategy: ParameterServer, servers: list[ServerSh
             grads = {name: p.grad.data for name, p in params.items() if p.grad is not None}
             lag = 0
             for server, version in zip(servers, read):
-                lag = max(lag, server.apply(grads) - version)
+                push = {name: grads[name] for name, _ in server.pairs if name in grads}
+                if compressor is not None:  # the bytes go to the server, which decodes them
+                    names = sorted(push)
+                    push = decode_arrays(compressor, encode_arrays(compressor, push, names), push, names)
+                lag = max(lag, server.apply(push) - version)
             stats.record_staleness(lag)
             stats.record_update()
             strategy._record_push_pull(1)
             losses.append(float(loss.item()))
             clocks.tick(k)
+            # Let a worker that waits for the interpreter lock in (one busy thread can otherwise
+            # keep it for many steps while another, woken, waits its turn).
+            time.sleep(0)
     except BaseException:
         clocks.finish(k, failed=True)
         raise
