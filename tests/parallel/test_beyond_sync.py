@@ -192,6 +192,13 @@ def test_bad_settings_are_refused_clearly(settings, match):
         Trainer(1, enable_parallel=True, **settings)
 
 
+def test_gradient_accumulation_is_refused_where_workers_update_on_their_own():
+    for settings in [dict(parallel_strategy="local_sgd", sync_every=2),
+                     dict(parallel_strategy="parameter_server", ps_mode="async")]:
+        with pytest.raises(ValueError, match="accumulate_steps=2 cannot be combined"):
+            Trainer(1, enable_parallel=True, accumulate_steps=2, **settings)
+
+
 def test_more_servers_than_parameters_and_async_on_processes_are_refused():
     x, y = _data()
     model = _net()

@@ -164,6 +164,11 @@ class Trainer:
             parallel_backend, check_thread_count(thread_count, "Trainer"), on_error, step_timeout,
             compression, allreduce_algorithm, parallel_strategy, ps_mode, staleness, num_servers, sync_every),
             strategy=strategy)
+        if accumulate_steps > 1 and (parallel_strategy == "local_sgd" or (
+                parallel_strategy == "parameter_server" and ps_mode != "sync")):
+            raise ValueError(f"Trainer: accumulate_steps={accumulate_steps} cannot be combined with "
+                             f"parallel_strategy={parallel_strategy!r}, ps_mode={ps_mode!r}: its workers update "
+                             "on their own, without the Trainer's accumulated gradient")
         self.accumulate_steps = accumulate_steps
         self._accumulated: dict[str, Any] = {}
         self._skipped_shards = 0
