@@ -151,15 +151,17 @@ def test_a_dead_async_worker_is_reported_and_the_others_stop():
     trainer.shutdown()
 
 
-@pytest.mark.parametrize("backend", ["thread", pytest.param("process", marks=pytest.mark.slow)])
-def test_local_sgd_every_step_with_sgd_equals_allreduce_float64(backend):
+@pytest.mark.parametrize("backend, batch", [("thread", 9), ("thread", 13),
+                                            pytest.param("process", 9, marks=pytest.mark.slow)])
+def test_local_sgd_every_step_with_sgd_equals_allreduce_float64(backend, batch):
+    # batch 9: 40 examples in 9, 9, 9, 9, 4 (uneven shards); 13: the last batch of 1 leaves a worker idle.
     reference = _net()
     start = deep_copy_model(reference)
-    _train(reference, batch=9)  # uneven shards
+    _train(reference, batch=batch)
     model = deep_copy_model(start)
-    trainer = _train(model, batch=9, parallel_strategy="local_sgd", sync_every=1, parallel_backend=backend)
+    trainer = _train(model, batch=batch, parallel_strategy="local_sgd", sync_every=1, parallel_backend=backend)
     _assert_same(model, reference)
-    assert trainer.parallel_stats()["exchanges"] == 10
+    assert trainer.parallel_stats()["exchanges"] == 2 * (5 if batch == 9 else 4)
 
 
 def test_local_sgd_with_longer_periods_exchanges_less_and_still_learns():

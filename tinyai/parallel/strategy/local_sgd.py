@@ -78,6 +78,7 @@ class LocalSGD(Strategy):
         self._since_sync = 0
         self._fresh = True          # the workers must load the master's parameters and state
         self._sizes: list[int] = []  # examples per worker since the last average
+        self._active = 0             # workers with a shard in the current step
 
     def bind(self, model: Any, loss: Any, executor: Any) -> None:
         super().bind(model, loss, executor)
@@ -92,13 +93,16 @@ class LocalSGD(Strategy):
 
     def compute_gradients(self, x: Any, y: Any) -> StepOutcome:
         """Each worker's gradient of its own shard, left on its own replica."""
-        bounds = shard_bounds(len(x), self.executor.workers)
+        workers = self.executor.workers
+        bounds = shard_bounds(len(x), workers)
         start = self._master_arrays() if self._fresh else None
-        args = [(x[a:b], y[a:b], start) for a, b in bounds]
-        results = self.executor.run(_local_gradients, args)
+        # A batch smaller than the workers leaves some without a shard: they only load a fresh start.
+        args = [(x[a:b], y[a:b], start) for a, b in bounds] + [(None, None, start)] * (workers - len(bounds))
+        results = self.executor.run(_local_gradients, args)[:len(bounds)]
         self._fresh = False
-        if len(self._sizes) != len(results):
-            self._sizes = [0] * len(results)
+        if len(self._sizes) != workers:
+            self._sizes = [0] * workers
+        self._active = len(bounds)
         for k, (a, b) in enumerate(bounds):
             self._sizes[k] += b - a
         self.check_failures(results)
@@ -110,9 +114,11 @@ class LocalSGD(Strategy):
         self._since_sync += 1
         average = self._since_sync >= self.sync_every
         workers = len(self._sizes)
-        returned = self.executor.run(_local_update, [(_optimizer_template(optimizer), optimizer.lr, average)] * workers)
+        template = _optimizer_template(optimizer)
+        returned = self.executor.run(_local_update, [(template, optimizer.lr, average, k < self._active)
+                                                     for k in range(workers)])
         optimizer.iterations += 1
-        self.stats.record_update(workers)
+        self.stats.record_update(self._active)
         if average:
             self._average(returned, optimizer)
 
@@ -171,11 +177,13 @@ def _local_gradients(worker: Any, x: Any, y: Any, start: tuple | None) -> Any:
         for name, p in worker.model.named_params():
             p.data[...] = params[name]
         worker.state["local_sgd_state"] = synced
+    if x is None:  # no shard for this worker in this step
+        return None
     return ParallelBatchProcessor(worker.model, worker.loss, x, y, worker.worker_id).run()
 
 
-def _local_update(worker: Any, template: Any, lr: float, snapshot: bool) -> Any:
-    """On worker k: one step of its own optimizer on its replica; its arrays if an average follows."""
+def _local_update(worker: Any, template: Any, lr: float, snapshot: bool, active: bool = True) -> Any:
+    """On worker k: one step of its own optimizer on its replica (if it had a shard); its arrays if an average follows."""
     optimizer = worker.state.get("local_sgd_optimizer")
     if optimizer is None or type(optimizer) is not type(template):
         optimizer = copy.copy(template)
@@ -188,7 +196,8 @@ def _local_update(worker: Any, template: Any, lr: float, snapshot: bool) -> Any:
                            for name, slots in loaded[0].items()}
         optimizer.steps = dict(loaded[1])
     optimizer.lr = lr
-    optimizer.update()
+    if active:
+        optimizer.update()
     return _local_snapshot(worker) if snapshot else None
 
 
