@@ -342,8 +342,13 @@ def test_needs_input_grad_lets_backward_skip_an_input():
     assert s.grad is None and x.grad.data.tolist() == [3.0, 3.0]
 
 
-# -- each leaf owns its gradient -----------------------------------------------------------
-def test_leaves_never_share_a_gradient_array():
+# -- no leaf's gradient changes under it ---------------------------------------------------
+def _writes_through(a, b):
+    """Whether an in-place write to the array ``a`` can change the array ``b``."""
+    return a.flags.writeable and np.shares_memory(a, b)
+
+
+def test_no_leaf_can_change_another_leafs_gradient():
     a = ta.Variable(np.array([1.0, 2.0]))
     b = ta.Variable(np.array([3.0, 4.0]))
     c = ta.Variable(np.array([5.0, 6.0]))
@@ -352,23 +357,65 @@ def test_leaves_never_share_a_gradient_array():
     (a + b + c + F.sum(w, axis=0)).backward(seed)
     grads = [v.grad.data for v in (a, b, c, w)]
     for i, g in enumerate(grads):
-        assert g.flags.writeable and not np.shares_memory(g, seed)
-        for h in grads[i + 1:]:
-            assert not np.shares_memory(g, h)
-    a.grad.data *= 10  # an optimizer may scale in place: nothing else changes
+        assert not np.shares_memory(g, seed)
+        for h in grads[:i] + grads[i + 1:]:
+            assert not _writes_through(g, h)
+    # a, b and c received one gradient passed on unchanged: one read-only array,
+    # so an in-place write fails loudly instead of changing b and c too.
+    assert not a.grad.data.flags.writeable
+    with pytest.raises(ValueError, match="read-only"):
+        a.grad.data *= 10
     np.testing.assert_array_equal(b.grad.data, seed)
-    np.testing.assert_array_equal(w.grad.data, np.broadcast_to(seed, (2, 2)))
+    np.testing.assert_array_equal(c.grad.data, seed)
+    # w's gradient is a broadcast of it: copied, its own and writable.
+    assert w.grad.data.flags.writeable
+    w.grad.data *= 10
+    np.testing.assert_array_equal(b.grad.data, seed)
     np.testing.assert_array_equal(seed, [0.5, -1.0])
 
 
-def test_a_gradient_passed_on_along_two_paths_reaches_two_leaves_as_two_arrays():
+def test_a_gradient_of_its_own_is_writable_and_accumulating_makes_a_new_array():
+    x, w = ta.Variable(np.array([1.0, 2.0])), ta.Variable(np.array([3.0, 4.0]))
+    (x * w).backward(np.array([1.0, 1.0]))
+    assert x.grad.data.flags.writeable and w.grad.data.flags.writeable
+    p, q = ta.Variable(np.array([1.0, 2.0])), ta.Variable(np.array([3.0, 4.0]))
+    (p + q).backward(np.array([1.0, -1.0]))
+    shared = q.grad.data
+    (p * 2.0).backward(np.array([1.0, 1.0]))  # a second pass adds into p's gradient
+    assert p.grad.data.flags.writeable and not np.shares_memory(p.grad.data, shared)
+    p.grad.data *= 2
+    np.testing.assert_array_equal(p.grad.data, [6.0, 2.0])
+    np.testing.assert_array_equal(q.grad.data, [1.0, -1.0])
+
+
+def test_a_gradient_passed_on_along_two_paths_reaches_two_leaves_safely():
     # z = (p + 1) + (q + 1): the gradient of z travels unchanged to both sums
     # and on to p and q.
     p, q = ta.Variable(np.array([1.0, 2.0])), ta.Variable(np.array([3.0, 4.0]))
     ((p + 1.0) + (q + 1.0)).backward(np.array([1.0, -1.0]))
-    assert not np.shares_memory(p.grad.data, q.grad.data)
-    p.grad.data *= 3
+    assert not _writes_through(p.grad.data, q.grad.data)
+    with pytest.raises(ValueError, match="read-only"):
+        p.grad.data *= 3
     np.testing.assert_array_equal(q.grad.data, [1.0, -1.0])
+
+
+def test_a_device_gradient_handed_to_several_inputs_is_copied_for_each():
+    # CuPy arrays have no read-only flag: on the device path (the stand-in)
+    # the walk copies instead, and each parameter's array is its own.
+    from tinyai.optim import clip_grad_norm
+    from tinyai.testing.standin import standin_as_gpu
+    with standin_as_gpu() as xp:
+        p, q, r = (ta.Variable(xp.asarray(np.array(v))) for v in ([1.0, 2.0], [3.0, 4.0], [5.0, 6.0]))
+        (p + q + r).backward(xp.asarray(np.array([3.0, 4.0])))
+        arrays = [ta.to_cpu(v.grad.data) for v in (p, q, r)]
+        for i, g in enumerate(arrays):
+            for h in arrays[i + 1:]:
+                assert not np.shares_memory(g, h)
+        p.grad.data *= 2
+        np.testing.assert_array_equal(ta.to_cpu(q.grad.data), [3.0, 4.0])
+        clip_grad_norm([q, r], max_norm=1.0)  # norm 5 * sqrt(2)
+        for v in (q, r):
+            np.testing.assert_allclose(ta.to_cpu(v.grad.data), [0.6 / np.sqrt(2), 0.8 / np.sqrt(2)], rtol=1e-6)
 
 
 def test_retained_gradient_is_not_shared_with_a_leaf():

@@ -117,17 +117,24 @@ def test_clip_grad_norm_scales_all_gradients_by_the_global_norm():
         clip_grad_norm([p], 0.0)
 
 
-def test_clip_grad_norm_scales_gradients_in_place_and_each_once():
+def test_clip_grad_norm_scales_each_gradient_once():
     # In p + q (+ r reshaped) backward passes one gradient on unchanged to every
-    # parameter; each must still own its array, or in-place clipping would compound.
+    # parameter: p and q share it read-only and r gets a copy (a view would share
+    # memory). Scaling in place where it may, each is still scaled exactly once.
     p, q = Parameter(np.array([3.0, 1.0])), Parameter(np.array([4.0, 1.0]))
     r = Parameter(np.array([[5.0, 1.0]]))
-    (p + q + F.reshape(r, (2,))).backward(np.array([2.0, 0.0]))
-    arrays = [v.grad.data for v in (p, q, r)]
-    clip_grad_norm([p, q, r], max_norm=1.0)  # norm sqrt(12)
-    for v, array in zip((p, q, r), arrays):
-        assert v.grad.data is array  # scaled in place
-        np.testing.assert_allclose(v.grad.data.reshape(-1), [2.0 / np.sqrt(12), 0.0], rtol=1e-6)
+    w = Parameter(np.array([1.0, 1.0]))
+    (p + q + F.reshape(r, (2,)) + w * 2.0).backward(np.array([2.0, 0.0]))
+    assert not p.grad.data.flags.writeable and p.grad.data is q.grad.data
+    own = [v.grad.data for v in (r, w)]
+    assert all(a.flags.writeable for a in own)
+    clip_grad_norm([p, q, r, w], max_norm=1.0)  # norm sqrt(4 + 4 + 4 + 16) = sqrt(28)
+    for v in (p, q, r):
+        np.testing.assert_allclose(v.grad.data.reshape(-1), [2.0 / np.sqrt(28), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(w.grad.data, [4.0 / np.sqrt(28), 0.0], rtol=1e-6)
+    for v, array in zip((r, w), own):
+        assert v.grad.data is array  # its own array: scaled in place
+    assert p.grad.data is not q.grad.data  # the shared one: a new array each
 
 
 def test_clip_grad_norm_leaves_non_finite_gradients_alone():

@@ -41,10 +41,12 @@ from __future__ import annotations
 import weakref
 from typing import Any
 
+import numpy as np
+
 from tinyai.autograd.config import _backward_on_arrays, _grad_enabled
 from tinyai.backend import is_array
 from tinyai.backend.device import check_same_device
-from tinyai.autograd.variable import Variable, as_variable
+from tinyai.autograd.variable import Variable, _fresh_variable, as_variable
 
 
 class Function:
@@ -110,7 +112,10 @@ class Function:
         self.generation = generation
         self.inputs = inputs
         if not isinstance(ys, tuple):
-            y = Variable(ys)
+            if type(ys) is np.ndarray and ys.dtype.kind in "fc":  # the usual result: nothing to check
+                y = _fresh_variable(ys, requires_grad=True)
+            else:
+                y = Variable(ys)
             y.creator = self
             y.generation = generation + 1
             self.outputs = (weakref.ref(y),)

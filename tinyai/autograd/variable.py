@@ -215,13 +215,19 @@ class Variable:
         arrays, and only the leaves (and, with ``retain_grad``, the
         intermediate values) get a ``grad`` Variable, which needs no gradient.
 
-        Each leaf's gradient is its own. A gradient passed on unchanged (by
-        ``+``, or a reshape to the same shape) is not copied while it travels,
-        but a leaf that would share its array with another place (both
-        operands of ``a + b``, a view of another gradient, a retained
-        gradient) receives a copy. So after a plain ``backward()`` no two
-        parameters share gradient memory, and an optimizer may scale or change
-        ``p.grad.data`` in place.
+        No leaf's gradient changes under it. A gradient passed on unchanged
+        (by ``+``, or a reshape to the same shape) is not copied while it
+        travels. When the walk hands one array to several inputs (both
+        operands of ``a + b``, every parameter of a chain of additions), the
+        array becomes read-only (NumPy; a CuPy array is copied instead): the
+        parameters share it, and an in-place write (``p.grad.data *= 2``)
+        raises instead of changing the others' gradients too. A leaf that
+        would see another array's memory (a view of another gradient, a
+        retained gradient) receives a copy. Every other leaf gradient is
+        the parameter's own, writable array, and a gradient added to an
+        existing one is a new array, so an optimizer may scale a writable
+        ``p.grad.data`` in place (``clip_grad_norm`` does, and gives a
+        read-only one a new, scaled array).
         """
         xp = get_array_module(self.data)
         if grad is None:
@@ -297,6 +303,7 @@ class Variable:
         heap: list = [(-self.creator.generation, next(order), self.creator)]
         seen: set[int] = {id(self.creator)}
         travelling: dict[int, Any] = {id(self): self.grad.data}
+        shared = None  # the array last made safe to share (see _shared)
         pop, push = heapq.heappop, heapq.heappush  # looked up once, not once per Function
         grad_token = _grad_enabled.set(False)
         arrays_token = _backward_on_arrays.set(True)
@@ -326,18 +333,19 @@ class Variable:
                 if len(gxs) != len(inputs):
                     raise RuntimeError(f"{type(function).__name__}.backward returned {len(gxs)} gradients "
                                        f"for {len(inputs)} inputs")
-                i = -1
-                first = None  # the array given to input 0
+                first = None  # the array handed to the first input that takes a gradient
                 for x, gx in zip(inputs, gxs):
-                    i += 1
                     if gx is None or not x.requires_grad:
                         continue
-                    if isinstance(gx, Variable):
+                    if type(gx) is Variable:
                         gx = gx.data
-                    if i == 0:
+                    if first is None:
                         first = gx
-                    elif gx is first or (i > 1 and _given_earlier(gx, gxs, i)):
-                        gx = gx.copy()  # the same array for two inputs (a + b): each gets its own
+                    elif gx is first or (len(gxs) > 2 and _handed_twice(gx, gxs)):
+                        # The same array for two inputs (a + b). Along a chain of
+                        # additions it is the same array again and again: made safe once.
+                        if gx is not shared:
+                            gx = shared = _shared(gx)
                     creator = x.creator
                     if creator is not None:  # on its way: add up, pass on later
                         key = id(x)
@@ -349,12 +357,12 @@ class Variable:
                             if len(creator.outputs) == 1 or id(creator) not in seen:
                                 seen.add(id(creator))
                                 push(heap, (-creator.generation, next(order), creator))
-                    elif x.grad is not None:  # a leaf: it keeps the sum, in a new array
-                        x.grad = Variable(x.grad.data + gx, requires_grad=False)
-                    else:  # a leaf: it must not see another array's memory (a view, a retained gradient)
+                    elif x.grad is None:  # a leaf: it must not see another array's memory (a view, a retained gradient)
                         if gx.base is not None or (retain_grad and _retained(gx, gy)):
                             gx = gx.copy(order="K")  # "K": keep its memory layout
-                        x.grad = Variable(gx, requires_grad=False)
+                        x.grad = _fresh_variable(gx)
+                    else:  # a leaf: it keeps the sum, in a new array
+                        x.grad = _fresh_variable(x.grad.data + gx)
             if not retain_grad:
                 self.grad = None
         finally:
@@ -388,12 +396,52 @@ def _retained(gx: Any, gy: Any) -> bool:
     return gx is gy or (type(gy) is list and any(gx is g for g in gy))
 
 
-def _given_earlier(gx: Any, gxs: tuple, index: int) -> bool:
-    """Whether the array ``gx`` was also returned for an input before ``index``."""
-    for other in gxs[:index]:
-        if other is gx or (isinstance(other, Variable) and other.data is gx):
-            return True
-    return False
+def _handed_twice(gx: Any, gxs: tuple) -> bool:
+    """Whether the array ``gx`` is returned for more than one input (by identity, not value)."""
+    count = 0
+    for other in gxs:
+        if other is gx or (type(other) is Variable and other.data is gx):
+            count += 1
+    return count > 1
+
+
+def _shared(gx: Any) -> Any:
+    """The array ``gx``, which the walk hands to more than one input, made safe to share.
+
+    A NumPy array becomes read-only, so that no holder can change it under
+    the others: an in-place write (``p.grad.data *= 2``) raises instead of
+    changing the gradients of other parameters too, and ``clip_grad_norm``
+    scales such a gradient into a new array. A gradient handed unchanged
+    along a chain of additions thus reaches every parameter without a copy
+    each. An array without a read-only flag (CuPy's) is copied instead.
+    """
+    if type(gx) is np.ndarray:
+        flags = gx.flags
+        if flags.writeable:
+            flags.writeable = False
+        return gx
+    return gx.copy()
+
+
+def _fresh_variable(array: Any, requires_grad: bool = False) -> Variable:
+    """``Variable(array, requires_grad=requires_grad)`` without the checks of ``__init__``.
+
+    Only for a float array that tinyai itself computed: an operation's output,
+    a gradient. Nothing about it needs checking, and these two kinds of
+    Variable are created once per operation and once per parameter in every
+    step, so the checks made up much of the cost of a chain of small operations.
+    """
+    v = _new_variable(Variable)
+    v.data = array
+    v.name = None
+    v.grad = None
+    v.creator = None
+    v.generation = 0
+    v.requires_grad = requires_grad
+    return v
+
+
+_new_variable = object.__new__
 
 
 def as_variable(x: Any) -> Variable:

@@ -99,7 +99,7 @@ def sum_to(x: Any, shape: Sequence[int]) -> Any:
     ``shape`` has size 1 are summed keeping the axis. ``x`` itself when it
     already has that shape. Arrays and Variables alike, as ``broadcast_to``.
     """
-    if x.shape == shape and (isinstance(x, Variable) or _backward_on_arrays.get()):  # as in broadcast_to
+    if x.shape == shape and (_backward_on_arrays.get() or isinstance(x, Variable)):  # as in broadcast_to
         return x
     return SumTo(tuple(shape))(x)
 
@@ -130,7 +130,7 @@ def reshape(x: Any, *shape: Any) -> Variable:
     if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) for n in shape):
         raise TypeError(f"reshape: the new shape must be ints, got {shape!r}")
     shape = tuple(int(n) for n in shape)
-    if x.shape == shape and (isinstance(x, Variable) or _backward_on_arrays.get()):  # as in broadcast_to
+    if x.shape == shape and (_backward_on_arrays.get() or isinstance(x, Variable)):  # as in broadcast_to
         return x
     return Reshape(shape)(x)
 

@@ -81,8 +81,11 @@ def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
     The global norm is ``sqrt(sum over parameters of sum(grad**2))``. When it
     exceeds ``max_norm`` every gradient is multiplied by
     ``max_norm / (norm + eps)``; the direction of the whole update is kept,
-    only its length shrinks (Pascanu et al., 2013), and in place: a plain
-    ``backward()`` gives every parameter a gradient array of its own.
+    only its length shrinks (Pascanu et al., 2013), in place where the
+    gradient array is the parameter's own. A plain ``backward()`` hands one
+    gradient passed on unchanged to several parameters (``a + b``) as one
+    read-only array; each of them gets a new, scaled array, so none is
+    scaled twice.
     Parameters whose grad is None are ignored.
 
     Args:
@@ -110,8 +113,11 @@ def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
     if norm > max_norm:
         scale = max_norm / (norm + eps)
         for p in with_grad:
-            # In place: backward gives every parameter a gradient array of its own.
-            p.grad.data *= scale
+            g = p.grad.data
+            if getattr(g.flags, "writeable", True):
+                g *= scale  # in place: this parameter's own array
+            else:  # read-only: backward handed one array to several parameters (a + b); each gets its own
+                p.grad = Variable(g * scale, requires_grad=False)
     return norm
 
 
