@@ -85,8 +85,11 @@ class Function:
                 inputs = tuple([as_variable(x) for x in inputs])
                 break
         try:
-            if len(inputs) == 2:  # the usual binary operation, without a list
+            n = len(inputs)
+            if n == 2:  # the usual binary and unary operations, without a list
                 ys = self.forward(inputs[0].data, inputs[1].data)
+            elif n == 1:
+                ys = self.forward(inputs[0].data)
             else:
                 ys = self.forward(*[x.data for x in inputs])
         except (TypeError, ValueError) as error:
