@@ -168,3 +168,33 @@ def test_max_pool2d_tie_goes_to_the_first_in_row_major_order(xp, to_xp):
     v = ta.Variable(to_xp(np.full((1, 1, 2, 4), 3.0)))
     F.max_pool2d(v, 2).backward(to_xp(np.array([[[[1.0, 2.0]]]])))
     np.testing.assert_array_equal(host(v.grad)[0, 0], [[1.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+
+
+@pytest.mark.parametrize("pool", [F.max_pool2d, F.avg_pool2d])
+@pytest.mark.parametrize("x_last, gy_last", [(True, False), (False, True)])
+def test_pooling_gradient_is_the_same_whichever_layouts_input_and_gradient_have(pool, x_last, gy_last):
+    # A gradient arriving channels first at a channels-last pooling (after a
+    # reshape from a linear layer) is brought to the pooling's layout first.
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 4, 6))
+    gy = rng.standard_normal((2, 3, 2, 3))
+
+    def laid_out(a, channels_last):
+        return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) if channels_last else a.copy()
+
+    expected = []
+    for layout in ((False, False), (x_last, gy_last)):
+        v = ta.Variable(laid_out(x, layout[0]))
+        pool(v, 2).backward(laid_out(gy, layout[1]))
+        expected.append(v.grad.data)
+    # Independent of both: every input element gets the gradient of its window,
+    # times 1/4 (average) or times whether it is the window's maximum.
+    windows = x.reshape(2, 3, 2, 2, 3, 2).transpose(0, 1, 2, 4, 3, 5)
+    spread = np.repeat(np.repeat(gy, 2, axis=2), 2, axis=3)
+    if pool is F.avg_pool2d:
+        reference = spread / 4
+    else:
+        is_max = windows == windows.max(axis=(4, 5), keepdims=True)
+        reference = spread * is_max.transpose(0, 1, 2, 4, 3, 5).reshape(2, 3, 4, 6)
+    for got in expected:
+        np.testing.assert_allclose(got, reference, rtol=1e-12)

@@ -83,6 +83,22 @@ def _new_image(shape: tuple[int, ...], like: Any, channels_last: bool, fill: boo
     return make((n, h, w, c), dtype=like.dtype).transpose(0, 3, 1, 2)
 
 
+def _in_layout(x: Any, channels_last: bool) -> Any:
+    """``x`` (N, C, H, W), or a copy of it laid out channels last or first as asked.
+
+    A pooling's gradient may arrive in another layout than its input (after a
+    reshape from a linear layer, channels first); an elementwise product of
+    arrays of two layouts crawls through memory, several times slower than
+    one copy and products over matching layouts.
+    """
+    if x.shape[1] == 1 or _channels_last(x) == channels_last:
+        return x
+    xp = get_array_module(x)
+    if channels_last:
+        return xp.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    return xp.ascontiguousarray(x)
+
+
 def _add_into_windows(part: Any, pool: Any, like: Any) -> Any:
     """Sum ``part(i, j, out)`` (output-sized arrays) into the window slices of a zero
     image shaped and laid out like the pooling's input: the col2im of pooling.
@@ -162,6 +178,7 @@ class MaxPool2dGrad(Function):
         if pool.winner is not None:  # CuPy: each input pixel gathers the gradients of the windows it won
             return fused.max_pool_backward(gy, pool.winner, pool.in_shape, pool.kernel, pool.stride, pool.pad)
         xp, won = get_array_module(gy), pool.won
+        gy = _in_layout(gy, pool.channels_last)  # the layout of the masks and of gx
         return _add_into_windows(lambda i, j, out: xp.multiply(gy, won[i, j], out=out), pool, gy)
 
     def backward(self, ggx):
@@ -237,6 +254,7 @@ class AvgPool2dGrad(Function):
         xp = get_array_module(gy)
         kh, kw = self.pool.kernel
         share = gy.dtype.type(1.0 / (kh * kw))
+        gy = _in_layout(gy, self.pool.channels_last)  # the layout of gx
         return _add_into_windows(lambda i, j, out: xp.multiply(gy, share, out=out), self.pool, gy)
 
     def backward(self, ggx):
