@@ -1,33 +1,15 @@
 """Compressed and ring all-reduce training under a real ``mpiexec -n 3`` equals the same training on 3 threads."""
-import importlib.util
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from tests.parallel import compressed_mpi_script as script
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _mpiexec():
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
+from tests.parallel.mpi_launch import needs_mpi, run_mpi
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None or _mpiexec() is None,
-                    reason="mpi4py and mpiexec are needed (pip install 'tinyai-numpy[mpi]')")
+@needs_mpi
 def test_compressed_and_ring_training_under_mpiexec_equal_threads(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    command = [_mpiexec(), "-n", "3", sys.executable, "-m", "tests.parallel.compressed_mpi_script", str(tmp_path)]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_mpi(3, "tests.parallel.compressed_mpi_script", tmp_path, timeout=180)
     ranks = []
     for rank in range(3):
         with np.load(tmp_path / f"rank{rank}.npz", allow_pickle=False) as f:

@@ -5,12 +5,6 @@ unsplit model on the same batches (float64), on threads and under
 ``mpiexec -n 4``; only data-parallel rank 0 of each model group prints, and
 only global rank 0 writes the (whole-model) checkpoint.
 """
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -20,9 +14,9 @@ from tinyai.training import Trainer
 from tinyai.training.checkpoint import load_checkpoint
 
 from tests.parallel import tensor_programs as programs
-from tests.parallel.test_mpi import LAUNCH_TIMEOUT, MPIEXEC, needs_mpi
+from tests.parallel.mpi_launch import needs_mpi, run_mpi
+from tests.parallel.test_mpi import LAUNCH_TIMEOUT
 
-ROOT = Path(__file__).resolve().parents[2]
 KINDS = ("tensor", "pipeline")
 
 
@@ -74,18 +68,7 @@ def test_a_2x2_grid_on_threads_trains_like_one_process(kind, single_process, tmp
 
 @needs_mpi
 def test_2x2_grids_under_mpiexec_train_like_one_process(single_process, tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    command = [MPIEXEC, "-n", "4", sys.executable, "-m", "tests.parallel.tensor_programs", "hybrid", str(tmp_path)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"{' '.join(command)} did not finish within {LAUNCH_TIMEOUT} s:\n{output}")
-    assert process.returncode == 0, output
+    run_mpi(4, "tests.parallel.tensor_programs", "hybrid", tmp_path, timeout=LAUNCH_TIMEOUT)
     for rank in range(4):
         flat = dict(np.load(tmp_path / f"hybrid-rank{rank}.npz", allow_pickle=False))
         for kind in KINDS:

@@ -4,15 +4,12 @@ Every rank writes its final state to a file; these tests compare the files
 with single-thread training done here, in the test process, from the same
 set-up functions. The test process itself never initialises MPI.
 """
-import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,24 +20,10 @@ from tinyai.parallel.utils import deep_copy_model
 from tinyai.training import AccuracyEval, Trainer
 
 from tests.parallel import mpi_train_script as script
+from tests.parallel.mpi_launch import MPIEXEC, ROOT, needs_mpi
 from tests.parallel.models import ClassLoss
 
-ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_TIMEOUT = 120  # seconds; a launch that takes longer is a hang, and is killed
-
-
-def _find_mpiexec():
-    """The mpiexec beside this interpreter (a venv with the mpich wheel), else the one on PATH."""
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
-
-
-MPIEXEC = _find_mpiexec()
-HAS_MPI4PY = importlib.util.find_spec("mpi4py") is not None
-needs_mpi = pytest.mark.skipif(
-    not HAS_MPI4PY or MPIEXEC is None,
-    reason="mpi4py is not installed (pip install 'tinyai-numpy[mpi]')" if not HAS_MPI4PY else
-    "no mpiexec beside the Python interpreter or on PATH (pip install 'tinyai-numpy[mpi]' brings MPICH's)")
 
 
 def _launch(args, out, ranks=None):

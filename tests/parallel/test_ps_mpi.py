@@ -1,34 +1,16 @@
 """Synchronous parameter servers under a real ``mpiexec -n 3`` (servers on ranks 0 and 1) equal single-process training."""
-import importlib.util
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from tests.parallel import ps_mpi_script as script
+from tests.parallel.mpi_launch import needs_mpi, run_mpi
 from tinyai.parallel.strategy.parameter_server import partition_parameters
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _mpiexec():
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None or _mpiexec() is None,
-                    reason="mpi4py and mpiexec are needed (pip install 'tinyai-numpy[mpi]')")
+@needs_mpi
 def test_sync_parameter_servers_under_mpiexec_equal_single_process(tmp_path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    command = [_mpiexec(), "-n", "3", sys.executable, "-m", "tests.parallel.ps_mpi_script", str(tmp_path)]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_mpi(3, "tests.parallel.ps_mpi_script", tmp_path, timeout=180)
     ranks = []
     for rank in range(3):
         with np.load(tmp_path / f"rank{rank}.npz", allow_pickle=False) as f:

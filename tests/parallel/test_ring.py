@@ -1,11 +1,4 @@
 """Ring all-reduce equals the sum, on 1-5 ranks of every transport (threads, processes, MPI)."""
-import importlib.util
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -13,8 +6,7 @@ from tinyai.parallel import spmd
 from tinyai.parallel.ring import ring_allreduce, ring_chunk_bounds
 
 from tests.parallel import ring_programs
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.parallel.mpi_launch import needs_mpi, run_mpi
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
@@ -36,21 +28,11 @@ def test_ring_on_processes_on_the_world_and_its_splits():
     _compare_subgroups(spmd(ring_programs.with_subgroups, 5, backend="process", timeout=120))
 
 
-def _mpiexec():
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None or _mpiexec() is None,
-                    reason="mpi4py and mpiexec are needed (pip install 'tinyai-numpy[mpi]')")
+@needs_mpi
 def test_ring_under_mpiexec_on_the_world_and_its_splits(tmp_path):
     # One launch of 5 ranks; split gives the sub-rings of 2, 3 and 4.
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    command = [_mpiexec(), "-n", "5", sys.executable, "-m", "tests.parallel.ring_programs", str(tmp_path)]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_mpi(5, "tests.parallel.ring_programs", tmp_path, timeout=120)
     results = []
     for rank in range(5):
         with np.load(tmp_path / f"rank{rank}.npz", allow_pickle=False) as f:

@@ -7,12 +7,6 @@ across ranks, then a few training steps. Every rank's results are compared
 here with the unsplit layers' (computed in the programs from the ordinary
 layers, and for training in this process).
 """
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -35,9 +29,9 @@ from tinyai.parallel.tensor import (
 from tinyai.training.checkpoint import load_checkpoint, save_checkpoint
 
 from tests.parallel import tensor_programs as programs
-from tests.parallel.test_mpi import LAUNCH_TIMEOUT, MPIEXEC, needs_mpi
+from tests.parallel.mpi_launch import needs_mpi, run_mpi
+from tests.parallel.test_mpi import LAUNCH_TIMEOUT
 
-ROOT = Path(__file__).resolve().parents[2]
 
 RTOL, ATOL = 1e-10, 1e-12
 
@@ -79,18 +73,7 @@ def test_split_layers_equal_unsplit_on_processes(ranks, single_process_training)
 
 @needs_mpi
 def test_split_layers_equal_unsplit_under_mpiexec(tmp_path, single_process_training):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    command = [MPIEXEC, "-n", "2", sys.executable, "-m", "tests.parallel.tensor_programs", "tensor", str(tmp_path)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"{' '.join(command)} did not finish within {LAUNCH_TIMEOUT} s:\n{output}")
-    assert process.returncode == 0, output
+    run_mpi(2, "tests.parallel.tensor_programs", "tensor", tmp_path, timeout=LAUNCH_TIMEOUT)
     results = [programs.unflatten(dict(np.load(tmp_path / f"rank{r}.npz", allow_pickle=False))) for r in range(2)]
     check_suite(results, single_process_training)
 
