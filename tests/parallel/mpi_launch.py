@@ -1,10 +1,10 @@
 """Launching a test program under a real ``mpiexec``, shared by the MPI tests.
 
 ``needs_mpi`` skips a test (saying why) when mpi4py or an ``mpiexec`` is
-missing; ``run_mpi`` starts ``mpiexec -n RANKS python -m MODULE ARGS...`` from
+missing; ``launch_mpi`` starts ``mpiexec -n RANKS python -m MODULE ARGS...`` from
 the repository root, with one BLAS thread per rank, and kills the whole
 launch if it outlives its time limit, so a hung rank fails the test instead
-of hanging the suite.
+of hanging the suite; ``run_mpi`` also requires every rank to succeed.
 """
 import importlib.util
 import os
@@ -33,8 +33,8 @@ needs_mpi = pytest.mark.skipif(
     "no mpiexec beside the Python interpreter or on PATH (pip install 'tinyai-numpy[mpi]' brings MPICH's)")
 
 
-def run_mpi(ranks, module, *args, timeout=120):
-    """Run ``module`` on ``ranks`` MPI ranks; fails the test on a non-zero exit or a time-out."""
+def launch_mpi(ranks, module, *args, timeout=120):
+    """Run ``module`` on ``ranks`` MPI ranks; (exit code, stdout + stderr). A time-out fails the test."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     command = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", module, *map(str, args)]
@@ -45,6 +45,12 @@ def run_mpi(ranks, module, *args, timeout=120):
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
-        pytest.fail(f"{' '.join(command)} did not finish within {timeout} s:\n{output}")
-    assert process.returncode == 0, output
+        pytest.fail(f"{' '.join(command)} did not finish within {timeout} s (a hang):\n{output}")
+    return process.returncode, output
+
+
+def run_mpi(ranks, module, *args, timeout=120):
+    """Like ``launch_mpi``, and every rank must succeed; returns the output."""
+    code, output = launch_mpi(ranks, module, *args, timeout=timeout)
+    assert code == 0, output
     return output

@@ -5,35 +5,16 @@ on ``mpi_world()``, and must give the same bits (the expectations are
 computed by comm_programs from NumPy, in this process, which never
 initialises MPI).
 """
-import os
-import signal
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from tests.parallel import comm_programs
-from tests.parallel.test_mpi import LAUNCH_TIMEOUT, MPIEXEC, needs_mpi
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.parallel.mpi_launch import launch_mpi, needs_mpi
+from tests.parallel.test_mpi import LAUNCH_TIMEOUT
 
 
 def launch(scenario, out, ranks):
     """Run comm_programs' ``scenario`` under mpiexec -n ``ranks``; (exit code, output)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    command = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", "tests.parallel.comm_programs", scenario, str(out)]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"{' '.join(command)} did not finish within {LAUNCH_TIMEOUT} s (a hang):\n{output}")
-    return process.returncode, output
+    return launch_mpi(ranks, "tests.parallel.comm_programs", scenario, out, timeout=LAUNCH_TIMEOUT)
 
 
 @needs_mpi
