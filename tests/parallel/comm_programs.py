@@ -267,7 +267,10 @@ def every_operation_and_names(comm):
 
 
 def write_pid(comm, folder: str) -> None:
-    Path(folder, f"rank{comm.rank}.pid").write_text(str(os.getpid()))
+    # Written under another name and renamed, so that a reader never sees a half-written file.
+    partial = Path(folder, f"rank{comm.rank}.pid.partial")
+    partial.write_text(str(os.getpid()))
+    os.replace(partial, Path(folder, f"rank{comm.rank}.pid"))
     if hasattr(comm._world, "segment_name"):  # noqa: SLF001 - the process transport
         Path(folder, "names").write_text("\n".join(shared_names(comm)))
 

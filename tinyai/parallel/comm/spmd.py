@@ -187,6 +187,9 @@ def _rank_main(fn: Callable, args: tuple, world: ProcessWorld, rank: int, conn: 
                    isinstance(exc, CommunicatorError), pickled)
     try:
         conn.send(message)
+    except (BrokenPipeError, ConnectionError):  # the parent is gone: nobody is left to tell
+        failed = True
+        world.abort(rank, "its parent ended before the result could be sent back")
     except Exception as exc:  # the result cannot be pickled
         failed = True
         world.abort(rank, "its result could not be sent back")
