@@ -69,6 +69,10 @@ class WorkerContext:
     #: Where the workers can message each other directly (processes): ``peers(n)`` is this
     #: worker's communicator over workers 0 .. n-1 (for the ring all-reduce); None elsewhere.
     peers: Any = None
+    #: Where a worker reaches ranks that are not workers while ``fn`` runs: on processes, this worker's
+    #: communicator over every worker *and the master*, who is the last rank (``ProcessExecutor.run``
+    #: with ``serve=``); on MPI, the job's communicator (every rank). None on threads.
+    world: Any = None
 
 
 class Executor(ABC):

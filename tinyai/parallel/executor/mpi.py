@@ -245,9 +245,13 @@ class MpiExecutor(Executor):
         return gathered if xp is np else xp.asarray(gathered)
 
     def run(self, fn: Callable[..., Any], args: Sequence[tuple] | None = None) -> list[Any]:
-        """``fn(WorkerContext, *args[rank])`` on this rank; every rank's return value, all-gathered."""
+        """``fn(WorkerContext, *args[rank])`` on this rank; every rank's return value, all-gathered.
+
+        The context's ``world`` is the gradients' communicator (every rank), for
+        functions whose ranks message each other (asynchronous parameter servers)."""
         args = list(args) if args is not None else [()] * self.size
-        mine = fn(WorkerContext(self.rank, self.model, self.loss, self._state), *args[self.rank])
+        context = WorkerContext(self.rank, self.model, self.loss, self._state, world=self.gradient_communicator)
+        mine = fn(context, *args[self.rank])
         return self._comm.allgather(mine)
 
     def _abort(self, message: str, cause: BaseException | None) -> None:

@@ -231,7 +231,8 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
         named[name].data = view  # the replica reads the master's values in place
     grad_views = layout.views(grads)
     context = WorkerContext(worker_id, model, loss,
-                            peers=lambda count: world.communicator(worker_id, members=range(count)))
+                            peers=lambda count: world.communicator(worker_id, members=range(count)),
+                            world=world.communicator(worker_id))
     inbox: shared_memory.SharedMemory | None = None
     conn.send(Ready(os.getpid()))
     while True:
@@ -386,8 +387,10 @@ class ProcessExecutor(Executor):
             self._grad_views = [self.layout.views(g) for g in self.grads]
             self._write_parameters(model)
             # The workers' communicator (shared memory) for synchronised batch norm, and the
-            # messages of strategies whose workers talk to each other (ring all-reduce).
-            self._world = ProcessWorld(workers, context=context, messages=True)
+            # messages of strategies whose workers talk to each other (ring all-reduce) or to
+            # the master while they run (asynchronous parameter servers): the master is rank
+            # ``workers``, the last one (``run(..., serve=)``).
+            self._world = ProcessWorld(workers + 1, context=context, messages=True)
             hide_main = start_method != "fork" and b"__main__" not in payload
             with _blas_environment(), (_main_module_hidden() if hide_main else contextlib.nullcontext()):
                 for k in range(workers):
@@ -470,16 +473,36 @@ class ProcessExecutor(Executor):
                 copy_buffers(_Buffers(replies[0].buffers), master)
             return results
 
-    def run(self, fn: Callable[..., Any], args: Sequence[tuple] | None = None) -> list[Any]:
-        """``fn(WorkerContext, *args[k])`` on every worker process k; ``fn`` and the args must pickle."""
+    def run(self, fn: Callable[..., Any], args: Sequence[tuple] | None = None,
+            serve: Callable[[Any], None] | None = None) -> list[Any]:
+        """``fn(WorkerContext, *args[k])`` on every worker process k; ``fn`` and the args must pickle.
+
+        ``serve``: a function of one argument, the master's communicator over
+        the workers and itself (it is rank ``workers``, the last), run in a
+        thread of this process while the workers run ``fn``; the workers reach
+        it through ``WorkerContext.world``. That is how asynchronous parameter
+        servers answer workers mid-epoch. It must return once the workers are
+        done with it. If it raises, the workers waiting for it are released
+        (the world is aborted) and its error is raised here; if a worker dies,
+        ``serve`` is released the same way and the ``WorkerError`` names the worker.
+        """
         args = list(args) if args is not None else [()] * self.workers
         if len(args) > self.workers:
             raise ValueError(f"ProcessExecutor.run: {len(args)} argument tuples for {self.workers} workers")
         with self._step_lock:
             self._check_usable()
-            for k, a in enumerate(args):
-                self._send(k, RunTask(fn, tuple(a)))
-            replies = self._collect(len(args), None)
+            if self._world.failure is not None:  # an earlier step's failed shard aborted it
+                self._world.reset()
+            server = _Serving(serve, self._world) if serve is not None else None
+            try:
+                for k, a in enumerate(args):
+                    self._send(k, RunTask(fn, tuple(a)))
+                replies = self._collect(len(args), self._world)
+            finally:
+                if server is not None:
+                    server.join()
+            if server is not None and server.error is not None:
+                raise server.error
         for k in range(len(args)):
             if isinstance(replies[k], Failed):
                 error = _remote_error(k, replies[k])
@@ -588,6 +611,33 @@ class ProcessExecutor(Executor):
         if not polite:
             logger.warning("process executor: workers did not stop within %g s and were killed", timeout)
         return polite
+
+
+class _Serving:
+    """``serve(communicator)`` on the master's rank of the world, in a thread, while the workers run."""
+
+    def __init__(self, serve: Callable[[Any], None], world: ProcessWorld) -> None:
+        self.world = world
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._main, args=(serve, world.communicator(world.size - 1)),
+                                       name="tinyai-master-serve", daemon=True)
+        self.thread.start()
+
+    def _main(self, serve: Callable[[Any], None], comm: Any) -> None:
+        try:
+            serve(comm)
+        except BaseException as error:  # workers waiting for an answer must not wait for ever
+            self.error = error
+            with contextlib.suppress(Exception):
+                self.world.abort(self.world.size - 1, f"the master's server failed: {type(error).__name__}: {error}")
+
+    def join(self) -> None:
+        """Wait for ``serve`` to return; if the workers are gone, release it (abort the world) first."""
+        self.thread.join(5.0)
+        if self.thread.is_alive():  # it waits for workers that will not come: wake it up
+            with contextlib.suppress(Exception):
+                self.world.abort(None, "the workers stopped while the master was serving them")
+            self.thread.join(5.0)
 
 
 def _remote_error(k: int, reply: Failed) -> RuntimeError:
