@@ -91,3 +91,25 @@ class HangingClassLoss(ClassLoss):
         if int(target.data.reshape(-1)[0]) == 3:
             time.sleep(30.0)
         return super().loss(target, prediction)
+
+
+class ShortBatchLoss(MeanSquared):
+    """Raises on a batch of fewer than 7 examples (the short last batch of an epoch in batches of 7)."""
+
+    def loss(self, target, prediction):
+        if len(target.data) < 7:
+            raise ValueError("short batch")
+        return super().loss(target, prediction)
+
+
+class DyingLoss(MeanSquared):
+    """Kills its own process (SIGKILL) on a batch of fewer than 7 examples: a worker process that dies
+    in the middle of an epoch. Only for worker processes (on a thread it would end the test)."""
+
+    def loss(self, target, prediction):
+        import os
+        import signal
+
+        if len(target.data) < 7:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().loss(target, prediction)

@@ -201,17 +201,13 @@ def test_gradient_accumulation_is_refused_where_workers_update_on_their_own():
             Trainer(1, enable_parallel=True, accumulate_steps=2, **settings)
 
 
-def test_more_servers_than_parameters_and_async_on_processes_are_refused():
+def test_more_servers_than_parameters_are_refused():
+    # (Asynchronous modes on processes and MPI: test_ps_async.py and test_ps_async_mpi.py.)
     x, y = _data()
     model = _net()
     trainer = Trainer(1, progress=False, enable_parallel=True, thread_count=2, parallel_backend="thread",
                       parallel_strategy="parameter_server", num_servers=5)
     with pytest.raises(ValueError, match="num_servers must be between 1 and the model's 4"):
-        trainer.init(ArrayDataset(x, y, batch_size=8), model, MeanSquared(), SGD(model, lr=0.1))
-    trainer = Trainer(1, progress=False, enable_parallel=True)
-    with pytest.raises(ValueError, match="runs on the thread backend only"):
-        trainer.configure_parallel_training(True, 2, "process", parallel_strategy="parameter_server",
-                                            ps_mode="async")
         trainer.init(ArrayDataset(x, y, batch_size=8), model, MeanSquared(), SGD(model, lr=0.1))
 
 

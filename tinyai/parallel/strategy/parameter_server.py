@@ -34,18 +34,25 @@ and send them back. Here:
 Where they run: "sync" on threads and worker processes (the servers live
 with the master model) and on MPI, where server s is rank s (s < M): every
 rank sends its gradient of partition s to rank s, which adds them in rank
-order, updates with its own optimizer state and broadcasts the new values. "async" and
-"stale" run on threads (the worker threads call the servers directly; the
-servers' locks order the pushes). On worker processes and MPI, whose workers
-cannot reach the master while they run, asynchronous modes are refused with
-a clear error.
+order, updates with its own optimizer state and broadcasts the new values.
+"async" and "stale" run everywhere too. On threads the workers call the
+servers directly (the servers' locks order the pushes). On worker processes
+and MPI the same conversation travels as messages (``ps_remote.py``): on
+processes the M servers answer in a thread of the master, over the workers'
+shared-memory world, and update the master model and the Trainer's
+optimizer state in place; on MPI server s is rank s and the first M ranks
+only serve (the other ranks are the workers), and each server broadcasts its
+partition at the end of the epoch so that every rank ends it with the same
+parameters.
 
 With ``compression`` each worker compresses its pushes with its own copy of
 the compressor (``compressor.for_worker(k)``: its own error-feedback
 residuals) and each server decodes its part; pulls stay dense.
 
 A worker that fails in an asynchronous mode stops the others at their next
-step (nobody waits for it) and is reported as ``WorkerError`` naming it.
+step (nobody waits for it) and is reported as ``WorkerError`` naming it; a
+worker process that dies (SIGKILL) is noticed by the process executor, which
+releases the servers and the other workers, and reported the same way.
 """
 from __future__ import annotations
 
@@ -204,7 +211,7 @@ class ParameterServer(Strategy):
         on_error: "raise" or "skip" (sync mode: a failed shard is left out of the average).
         compression: None, a name or a ``Compressor``: the workers push
             compressed gradients (the bytes of ``encode_arrays``), the servers
-            decode them; pulls stay dense. Not on MPI.
+            decode them; pulls stay dense. On MPI only in asynchronous modes.
         straggler: None, or (worker, seconds): a delay added to every step of
             that worker, to study what a slow worker costs (benchmarks).
     """
@@ -240,18 +247,20 @@ class ParameterServer(Strategy):
         super().bind(model, loss, executor)
         params = list(model.named_params())
         partition_parameters([(name, p.data.size) for name, p in params], self.num_servers)  # checks M now
-        if self.mode != "sync" and executor.kind != "thread":
-            raise ValueError(f"parameter_server: ps_mode={self.mode!r} runs on the thread backend only (worker "
-                             f"processes and MPI ranks cannot reach the servers while they train); got "
-                             f"parallel_backend={executor.kind!r}; use parallel_backend='thread' or ps_mode='sync'")
         if executor.kind == "mpi":
-            if self.compressor is not None:
-                raise ValueError("parameter_server: compression is not available on the mpi backend; use "
-                                 "parallel_backend='thread' or 'process', or parallel_strategy='allreduce'")
+            if self.compressor is not None and self.mode == "sync":
+                raise ValueError("parameter_server: compression with ps_mode='sync' is not available on the mpi "
+                                 "backend; use parallel_backend='thread' or 'process', ps_mode='async' or "
+                                 "'stale', or parallel_strategy='allreduce'")
             comm = executor.gradient_communicator
             if self.num_servers > comm.size:
                 raise ValueError(f"parameter_server: num_servers={self.num_servers} servers on the first ranks of "
                                  f"an MPI job of {comm.size} ranks; launch more ranks or use fewer servers")
+            if self.mode != "sync" and comm.size <= self.num_servers:
+                raise ValueError(f"parameter_server: ps_mode={self.mode!r} on MPI makes the first num_servers="
+                                 f"{self.num_servers} ranks servers, which do not train, and an MPI job of "
+                                 f"{comm.size} ranks leaves no worker; launch at least {self.num_servers + 1} "
+                                 "ranks or use fewer servers")
 
     def _servers_for(self, optimizer: Any) -> list[ServerShard]:
         if self.servers is None or self._optimizer is not optimizer:
@@ -381,6 +390,8 @@ class ParameterServer(Strategy):
         batches, every sample once per epoch.
         """
         servers = self._servers_for(optimizer)
+        if self.executor.kind != "thread":  # worker processes and MPI ranks: messages (ps_remote.py)
+            return self._train_epoch_by_messages(batches, optimizer, servers)
         workers = min(self.executor.workers, len(batches))
         assignment = [list(range(k, len(batches), workers)) for k in range(workers)]
         self.last_assignment = assignment
@@ -392,6 +403,68 @@ class ParameterServer(Strategy):
             for i, value in zip(own, values):
                 losses[i] = value
         optimizer.iterations += sum(len(values) for values in per_worker)
+        return losses
+
+    def _train_epoch_by_messages(self, batches: Sequence[Any], optimizer: Any,
+                                 servers: list[ServerShard]) -> list[float]:
+        """``train_epoch`` on worker processes (servers in a thread of this process) or MPI (servers on
+        the first M ranks, which do not train): the conversation of ``ps_remote``."""
+        from tinyai.parallel.executor.base import WorkerError
+        from tinyai.parallel.strategy.ps_remote import ServerRank, WorkerPlan, run_rank, work
+
+        executor = self.executor
+        groups = [[name for name, _ in server.pairs] for server in servers]
+        bound = self.staleness if self.mode == "stale" else None
+        mpi = executor.kind == "mpi"
+        if mpi:  # ranks 0 .. M-1 serve, the others work
+            comm = executor.gradient_communicator
+            worker_ranks = list(range(self.num_servers, comm.size))
+            server_ranks = [server.index for server in servers]
+        else:  # the master is the last rank of the workers' world
+            worker_ranks = list(range(min(executor.workers, len(batches))))
+            server_ranks = [executor.workers] * len(servers)
+        workers = len(worker_ranks)
+        assignment = [list(range(k, len(batches), workers)) for k in range(workers)]
+        self.last_assignment = assignment
+        plans = [WorkerPlan(k, [(batches[i].x, batches[i].y) for i in own], groups, server_ranks,
+                            self.straggler[1] if self.straggler and self.straggler[0] == k else 0.0,
+                            self.compressor)
+                 for k, own in enumerate(assignment)]
+        if mpi:
+            rank = comm.rank
+            args: list[tuple] = [(None, None)] * comm.size
+            if rank < self.num_servers:
+                args[rank] = (None, ServerRank(comm, {rank: servers[rank]}, worker_ranks, bound, self.compressor))
+            else:
+                args[rank] = (plans[rank - self.num_servers], None)
+            summaries = executor.run(run_rank, args)[self.num_servers:]
+            for server in servers:  # every rank ends the epoch with the servers' parameters
+                self._pull_from_rank_server(server)
+        else:
+            def serve(comm: Any) -> None:
+                ServerRank(comm, dict(enumerate(servers)), worker_ranks, bound, self.compressor).serve()
+
+            summaries = executor.run(work, [(plan,) for plan in plans], serve=serve)
+        steps = 0
+        for summary in summaries:
+            for lag in summary["lags"]:
+                self.stats.record_staleness(lag)
+                self.stats.record_update()
+                self._record_push_pull(1)
+            for seconds in summary["waits"]:
+                self.stats.record_wait(seconds)
+            steps += len(summary["lags"])
+        optimizer.iterations += steps
+        for k, summary in enumerate(summaries):
+            if summary["error"] is not None:
+                where = f"worker {k} (rank {worker_ranks[k]})" if mpi else f"worker {k}"
+                cause = RuntimeError(f"{summary['error']}\n--- {where}'s traceback ---\n{summary['traceback']}")
+                raise WorkerError(f"parameter server (ps_mode={self.mode!r}): {where} failed: "
+                                  f"{summary['error']}", worker_ranks[k] if mpi else k, cause)
+        losses = [float("nan")] * len(batches)
+        for own, summary in zip(assignment, summaries):
+            for i, value in zip(own, summary["losses"]):
+                losses[i] = value
         return losses
 
     def __repr__(self) -> str:
