@@ -18,6 +18,21 @@ def test_integer_variables_need_no_gradient():
     assert ta.Variable(np.array([1.0])).requires_grad
 
 
+@pytest.mark.parametrize("flag", ["no", "False", "", 0, 1, None, 0.0, [False]])
+def test_requires_grad_must_be_a_bool(flag):
+    # A string is truthy: requires_grad="no" used to switch the gradient on.
+    with pytest.raises(TypeError, match=r"^Variable: requires_grad must be True or False, got "):
+        ta.Variable(np.array([1.0]), requires_grad=flag)
+
+
+def test_numpy_bool_requires_grad_is_a_bool():
+    assert ta.Variable(np.array([1.0]), requires_grad=np.True_).requires_grad is True
+    off = ta.Variable(np.array([1.0]), requires_grad=np.False_)
+    assert off.requires_grad is False
+    (off * 2.0).sum().backward()
+    assert off.grad is None
+
+
 def test_properties_and_repr():
     v = ta.Variable(np.zeros((2, 3), dtype=np.float32), name="w")
     assert (v.shape, v.ndim, v.size, v.dtype, len(v)) == ((2, 3), 2, 6, np.float32, 2)

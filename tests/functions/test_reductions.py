@@ -109,8 +109,57 @@ def test_logsumexp_does_not_overflow(xp, to_xp):
 @pytest.mark.parametrize("f, name", [(F.sum, "sum"), (F.mean, "mean"), (F.max, "max"), (F.min, "min"),
                                      (F.var, "var"), (F.logsumexp, "logsumexp")])
 def test_axis_out_of_range_is_named(xp, to_xp, f, name):
-    with pytest.raises(ValueError, match=rf"^{name}: axis 2 is out of range for an array of 2 dimensions$"):
+    with pytest.raises(ValueError, match=rf"^{name}: axis 2 is out of range for an input of shape \(2, 3\) "
+                                         rf"\(2 dimensions\)$"):
         f(ta.Variable(to_xp(np.ones((2, 3)))), axis=2)
+
+
+REDUCTIONS = [(F.sum, "sum"), (F.mean, "mean"), (F.max, "max"), (F.min, "min"), (F.var, "var"),
+              (F.logsumexp, "logsumexp")]
+
+
+@pytest.mark.parametrize("f, name", REDUCTIONS)
+@pytest.mark.parametrize("keepdims", ["yes", "no", 1, 0, None, [True]])
+def test_keepdims_must_be_a_bool(f, name, keepdims):
+    # "no" is truthy and 1 is not a flag: each was taken as keepdims=True (or failed inside NumPy).
+    x = ta.Variable(np.ones((2, 3)))
+    with pytest.raises(TypeError, match=rf"^{name}: keepdims must be True or False, got "):
+        f(x, axis=1, keepdims=keepdims)
+
+
+@pytest.mark.parametrize("f, name", REDUCTIONS)
+def test_numpy_bool_keepdims_is_a_bool(f, name):
+    x = ta.Variable(np.arange(6.0).reshape(2, 3))
+    assert f(x, axis=1, keepdims=np.True_).shape == (2, 1)
+    assert f(x, axis=1, keepdims=np.False_).shape == (2,)
+
+
+@pytest.mark.parametrize("f, name", REDUCTIONS)
+@pytest.mark.parametrize("axis, error, words", [
+    (True, TypeError, "axis must be an int, a tuple of ints or None, got bool True"),
+    ("1", TypeError, "axis must be an int, a tuple of ints or None, got str '1'"),
+    (1.0, TypeError, "got float 1.0"),
+    ((0, "1"), TypeError, "axis entries must be ints, got str '1' in axis=(0, '1')"),
+    ((0, 1.0), TypeError, "axis entries must be ints, got float 1.0"),
+    ((1, -1), ValueError, "axis=(1, -1) names the same axis twice (input of shape (2, 3))"),
+    ((0, -3), ValueError, "axis -3 is out of range for an input of shape (2, 3)"),
+])
+def test_bad_axis_is_named(f, name, axis, error, words):
+    with pytest.raises(error) as caught:
+        f(ta.Variable(np.ones((2, 3))), axis=axis)
+    assert str(caught.value).startswith(f"{name}: ") and words in str(caught.value)
+
+
+@pytest.mark.parametrize("ddof", [-1, 0.5, "1", True])
+def test_var_ddof_must_be_a_non_negative_int(ddof):
+    with pytest.raises(ValueError, match=r"^var: ddof must be a non-negative int, got "):
+        F.var(ta.Variable(np.ones((4, 3))), axis=0, ddof=ddof)
+
+
+def test_numpy_integer_axes_are_accepted():
+    x = ta.Variable(np.arange(6.0).reshape(2, 3))
+    np.testing.assert_array_equal(F.sum(x, axis=np.int64(1)).data, [3.0, 12.0])
+    np.testing.assert_array_equal(F.sum(x, axis=[np.int32(0), 1]).data, 15.0)
 
 
 @pytest.mark.parametrize("f, name", [(F.mean, "mean"), (F.max, "max"), (F.min, "min")])

@@ -66,6 +66,18 @@ def _to_array(data: Any) -> Any:
     return array
 
 
+def _check_flag(requires_grad: Any) -> bool:
+    """``requires_grad`` as a bool; a NumPy bool is accepted, anything else refused.
+
+    A string such as ``"no"`` is truthy: taken as it is, it would silently
+    switch the gradient *on*, the opposite of what its writer meant.
+    """
+    if isinstance(requires_grad, np.bool_):
+        return bool(requires_grad)
+    raise TypeError(f"Variable: requires_grad must be True or False, got {requires_grad!r} "
+                    f"of type {type(requires_grad).__name__}")
+
+
 class Variable:
     """A node of the computation graph: ``data`` (an array) and ``grad`` (a Variable or None).
 
@@ -108,6 +120,8 @@ class Variable:
         kind = data.dtype.kind
         if kind not in _NUMERIC_KINDS:  # str, bytes, dates, objects: not something to differentiate
             raise _refuse_dtype(data)
+        if requires_grad is not True and requires_grad is not False:  # two identity tests on the usual path
+            requires_grad = _check_flag(requires_grad)
         self.requires_grad = requires_grad and kind in "fc"
 
     # -- array-like properties -------------------------------------------------

@@ -10,6 +10,8 @@ import builtins
 import numbers
 from typing import Any, Sequence
 
+import numpy as np
+
 from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module, narrow_like, widen
 from tinyai.functions.shape import broadcast_to, reshape
@@ -17,14 +19,43 @@ from tinyai.functions.shape import broadcast_to, reshape
 Axis = int | Sequence[int] | None
 
 
-def _normalize_axis(axis: Axis, ndim: int, name: str) -> tuple[int, ...]:
+def _normalize_axis(axis: Axis, shape: tuple[int, ...], name: str) -> tuple[int, ...]:
+    """``axis`` as a sorted tuple of axes 0..ndim-1, or an error naming the reduction ``name``.
+
+    An axis is an int (NumPy integers too), a sequence of ints without
+    repeats, or None for all axes. A bool is refused: ``axis=True`` would
+    otherwise be taken as axis 1.
+    """
+    ndim = len(shape)
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)  # np.int64 too
+    if isinstance(axis, numbers.Integral) and not isinstance(axis, bool):
+        axes = (axis,)
+    elif isinstance(axis, (tuple, list)):
+        axes = tuple(axis)
+    else:
+        raise TypeError(f"{name}: axis must be an int, a tuple of ints or None, "
+                        f"got {type(axis).__name__} {axis!r}")
     for a in axes:
+        if isinstance(a, bool) or not isinstance(a, numbers.Integral):
+            raise TypeError(f"{name}: axis entries must be ints, got {type(a).__name__} {a!r} in axis={axis!r}")
         if not -ndim <= a < builtins.max(ndim, 1):
-            raise ValueError(f"{name}: axis {a} is out of range for an array of {ndim} dimensions")
-    return tuple(sorted(a % ndim for a in axes)) if ndim else ()
+            raise ValueError(f"{name}: axis {a} is out of range for an input of shape {tuple(shape)} "
+                             f"({ndim} dimensions)")
+    normal = tuple(sorted(int(a) % ndim for a in axes)) if ndim else ()
+    if len(set(normal)) != len(normal):
+        raise ValueError(f"{name}: axis={axis!r} names the same axis twice (input of shape {tuple(shape)})")
+    return normal
+
+
+def _check_keepdims(keepdims: Any, name: str) -> bool:
+    """``keepdims`` as a bool, or a TypeError naming the reduction: a string
+    such as ``"no"`` would be truthy and keep the axes against its meaning."""
+    if keepdims is True or keepdims is False:
+        return keepdims
+    if isinstance(keepdims, np.bool_):
+        return bool(keepdims)
+    raise TypeError(f"{name}: keepdims must be True or False, got {type(keepdims).__name__} {keepdims!r}")
 
 
 def _keepdims_shape(in_shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:
@@ -38,10 +69,10 @@ def _grad_to_input(gy: Any, in_shape: tuple[int, ...], axes: tuple[int, ...]) ->
 
 class Sum(Function):
     def __init__(self, axis: Axis, keepdims: bool) -> None:
-        self.axis, self.keepdims = axis, keepdims
+        self.axis, self.keepdims = axis, _check_keepdims(keepdims, "sum")
 
     def forward(self, x):
-        self.axes = _normalize_axis(self.axis, x.ndim, "sum")
+        self.axes = _normalize_axis(self.axis, x.shape, "sum")
         return narrow_like(widen(x).sum(axis=self.axes, keepdims=self.keepdims), x)  # float16 adds up in float32
 
     def backward(self, gy):
@@ -51,10 +82,10 @@ class Sum(Function):
 
 class Mean(Function):
     def __init__(self, axis: Axis, keepdims: bool) -> None:
-        self.axis, self.keepdims = axis, keepdims
+        self.axis, self.keepdims = axis, _check_keepdims(keepdims, "mean")
 
     def forward(self, x):
-        self.axes = _normalize_axis(self.axis, x.ndim, "mean")
+        self.axes = _normalize_axis(self.axis, x.shape, "mean")
         if x.size == 0:
             raise ValueError(f"mean: the input of shape {x.shape} is empty")
         return narrow_like(widen(x).mean(axis=self.axes, keepdims=self.keepdims), x)
@@ -75,10 +106,10 @@ class _Extremum(Function):
     name = ""
 
     def __init__(self, axis: Axis, keepdims: bool) -> None:
-        self.axis, self.keepdims = axis, keepdims
+        self.axis, self.keepdims = axis, _check_keepdims(keepdims, self.name)
 
     def forward(self, x):
-        self.axes = _normalize_axis(self.axis, x.ndim, self.name)
+        self.axes = _normalize_axis(self.axis, x.shape, self.name)
         if x.size == 0:
             raise ValueError(f"{self.name}: the input of shape {x.shape} is empty")
         reduce = x.max if self.name == "max" else x.min
@@ -105,11 +136,11 @@ class LogSumExp(Function):
     m the maximum, so that it neither overflows nor underflows."""
 
     def __init__(self, axis: Axis, keepdims: bool) -> None:
-        self.axis, self.keepdims = axis, keepdims
+        self.axis, self.keepdims = axis, _check_keepdims(keepdims, "logsumexp")
 
     def forward(self, x):
         xp = get_array_module(x)
-        self.axes = _normalize_axis(self.axis, x.ndim, "logsumexp")
+        self.axes = _normalize_axis(self.axis, x.shape, "logsumexp")
         m = x.max(axis=self.axes, keepdims=True)
         y = m + xp.log(xp.exp(x - m).sum(axis=self.axes, keepdims=True))
         return y if self.keepdims else y.reshape(tuple(n for i, n in enumerate(x.shape) if i not in self.axes))
@@ -150,7 +181,10 @@ def var(x: Any, axis: Axis = None, keepdims: bool = False, ddof: int = 0) -> Var
     derivative) follows from theirs: 2 (x - mean) / (n - ddof).
     """
     x = as_variable(x)
-    axes = _normalize_axis(axis, x.ndim, "var")
+    keepdims = _check_keepdims(keepdims, "var")
+    axes = _normalize_axis(axis, x.shape, "var")
+    if isinstance(ddof, bool) or not isinstance(ddof, numbers.Integral) or ddof < 0:
+        raise ValueError(f"var: ddof must be a non-negative int, got {type(ddof).__name__} {ddof!r}")
     count = 1
     for a in axes:
         count *= x.shape[a]
