@@ -163,3 +163,37 @@ def test_integer_variables_stay_integer_and_get_no_grad(xp, to_xp, a, b):
     y = var(to_xp, np.array([a])) + var(to_xp, np.array([b]))
     assert y.dtype.kind == "i" and host(y)[0] == a + b
     assert not y.requires_grad
+
+
+def test_pow_gradient_at_a_zero_base_by_hand(xp, to_xp, rng):
+    # d/db a^b = a^b ln a is 0 * -inf as written where a = 0; its value there is 0 for b >= 0
+    # (a^b is 0 for every b > 0, PyTorch says 0 too), and -inf stays -inf for b < 0.
+    # d/da = b a^(b-1): 0 at b = 0 (a^0 is constant), 1 at b = 1, 0 for b > 1, +inf for 0 < b < 1.
+    a = np.array([0.0, 0.0, 0.0, 0.0, 0.0, 2.0, 0.0])
+    b = np.array([2.0, 1.0, 0.5, 0.0, 3.5, 0.0, -1.0])
+    gy = rng.uniform(0.5, 2.0, size=7)
+    va, vb = var(to_xp, a), var(to_xp, b)
+    with np.errstate(divide="ignore"):
+        F.pow(va, vb).backward(to_xp(gy))
+    np.testing.assert_array_equal(host(vb.grad), [0.0, 0.0, 0.0, 0.0, 0.0, np.log(2.0) * gy[5], -np.inf])
+    np.testing.assert_array_equal(host(va.grad), [0.0, gy[1], np.inf, 0.0, 0.0, 0.0, -np.inf])
+
+
+def test_pow_exponent_gradient_through_zero_bases(xp, to_xp, rng):
+    # Zero bases in a constant base array, exponents away from the kink at b = 0: finite
+    # differences in b see 0^b = 0 on both sides, so the exact gradient there is 0.
+    base = to_xp(np.where(rng.random((3, 4)) < 0.5, 0.0, rng.uniform(0.5, 2.0, (3, 4))))
+    exponent = rng.uniform(0.5, 2.5, (3, 4))
+    assert gradcheck(lambda b: F.pow(base, b), to_xp(exponent))
+    assert gradgradcheck(lambda b: F.pow(base, b), to_xp(exponent))
+    # broadcast: one exponent per column, bases with zeros in every column
+    assert gradcheck(lambda b: F.pow(base, b), to_xp(exponent[0]))
+
+
+def test_pow_gradients_near_zero_bases(xp, to_xp, rng):
+    # Both inputs, bases small but away from the kink at 0: the shifted formula must not touch them.
+    a = rng.uniform(0.05, 0.3, (2, 3))
+    b = rng.uniform(-1.5, 2.5, (2, 3))
+    assert gradcheck(F.pow, to_xp(a), to_xp(b))
+    assert gradgradcheck(F.pow, to_xp(a), to_xp(b))
+

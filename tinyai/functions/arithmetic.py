@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from tinyai.autograd import Function, Variable
-from tinyai.backend import is_array
+from tinyai.backend import get_array_module, is_array
 from tinyai.functions._operands import as_operand, check_number, describe_shapes, operand_pair
 from tinyai.functions.shape import sum_to
 
@@ -102,13 +102,29 @@ class Pow(Function):
 
 
 class PowVar(Function):
-    """``a ** b`` with both sides Variables: d/da = b a^(b-1), d/db = a^b log a."""
+    """``a ** b`` with both sides Variables: d/da = b a^(b-1), d/db = a^b log a.
+
+    At a base of 0 both formulas meet 0 * inf. Where a = 0 and b >= 0 the
+    derivative with respect to b is 0 (a^b is 0 for every b > 0; PyTorch
+    agrees), but a^b log a is 0 * -inf = NaN (1 * -inf at b = 0). Where a = 0
+    and b = 0 the derivative with respect to a is 0 (a^0 is the constant 1),
+    but b a^(b-1) is 0 * inf = NaN. In those places alone backward adds 1 to
+    the base before ``log`` and before the power: log 1 = 0 and 1^(b-1) = 1,
+    so the products are the right 0, and the same formula still holds, and
+    differentiates, everywhere else.
+    """
 
     def forward(self, a, b):
         try:
-            return a ** b
+            y = a ** b
         except ValueError:
             raise _broadcast_error("pow", a, b) from None
+        # Constants for backward: 1 where the base must be moved off 0, else 0.
+        xp = get_array_module(y)
+        at_zero = a == 0
+        self.log_shift = xp.asarray(at_zero & (b >= 0), dtype=y.dtype)
+        self.pow_shift = xp.asarray(at_zero & (b == 0), dtype=y.dtype)
+        return y
 
     def backward(self, gy):
         from tinyai.functions.math import log  # math builds on arithmetic
@@ -116,8 +132,8 @@ class PowVar(Function):
         a, b = self.saved_inputs()
         y, = self.saved_outputs()
         needs_a, needs_b = self.needs_input_grad
-        ga = sum_to(gy * b * a ** (b - 1), a.shape) if needs_a else None
-        gb = sum_to(gy * y * log(a), b.shape) if needs_b else None
+        ga = sum_to(gy * b * (a + self.pow_shift) ** (b - 1), a.shape) if needs_a else None
+        gb = sum_to(gy * y * log(a + self.log_shift), b.shape) if needs_b else None
         return ga, gb
 
 
