@@ -189,3 +189,46 @@ def test_pickle_round_trip_keeps_data_and_order():
     data = numbered(9, 4).shuffle(seed=3)
     copy = pickle.loads(pickle.dumps(data))
     np.testing.assert_array_equal(sample_ids(copy), sample_ids(data))
+
+
+# -- NaN and infinity are refused when the data set is built ---------------------------------------
+def test_a_nan_input_is_refused_with_its_count_and_first_sample():
+    x = np.ones((6, 4))
+    x[3, 1] = np.nan
+    x[5, 0] = np.nan
+    x[4, 2] = -np.inf
+    with pytest.raises(ValueError) as caught:
+        ArrayDataset(x, np.arange(6), 2)
+    message = str(caught.value)
+    assert message.startswith("ArrayDataset: x holds 2 NaN, 1 inf of 24 values (first at index (3, 1), sample 3)")
+    assert "check_finite=False" in message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_regression_target_is_refused(bad):
+    y = np.zeros((5, 2), np.float32)
+    y[2, 1] = bad
+    with pytest.raises(ValueError, match=r"^ArrayDataset: y holds 1 (NaN|inf) of 10 values \(first at index \(2, 1\), sample 2\)"):
+        ArrayDataset(np.ones((5, 3)), y, 2)
+
+
+def test_finite_values_whose_sum_overflows_are_accepted():
+    # The check adds the values up first; a float32 total that overflows is rechecked element by element.
+    x = np.full((4, 2), 3e38, np.float32)
+    assert ArrayDataset(x, np.arange(4), 2).num_samples == 4
+
+
+def test_check_finite_false_keeps_non_finite_values_in_the_splits_too():
+    x = np.ones((10, 2))
+    x[:, 1] = np.nan
+    data = ArrayDataset(x, np.arange(10), 2, check_finite=False)
+    assert np.isnan(data.x[:, 1]).all()
+    assert np.isnan(data.get_train_dataset().x[:, 1]).all() and np.isnan(data.get_test_dataset().x[:, 1]).all()
+
+
+@pytest.mark.parametrize("flag", ["drop_last", "check_finite"])
+@pytest.mark.parametrize("value", ["no", 1, None])
+def test_flags_must_be_bools(flag, value):
+    # "no" is truthy: drop_last="no" used to drop the last batch.
+    with pytest.raises(TypeError, match=rf"^ArrayDataset: {flag} must be True or False, got "):
+        ArrayDataset(np.ones((3, 2)), np.arange(3), 2, **{flag: value})

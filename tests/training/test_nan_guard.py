@@ -104,3 +104,18 @@ def test_skip_is_logged_and_bad_modes_are_refused(caplog):
     assert "step 9: the loss is inf" in caplog.text
     with pytest.raises(ValueError, match="on_nan must be one of 'raise', 'warn', 'skip'"):
         Trainer(1, on_nan="ignore")
+
+
+def test_a_non_finite_target_is_named_as_the_cause():
+    # A NaN regression target makes the loss NaN with nothing else wrong: the message must not blame the
+    # learning rate. (The data set refuses it unless built with check_finite=False.)
+    x, y = poisoned_arrays()
+    x[13, 2] = 0.0
+    y[7, 1] = np.nan
+    trainer, _ = make("raise", x, y)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.train(shuffle=False)
+    message = str(info.value)
+    assert "epoch 1/2, batch 2/4" in message and "the loss is nan" in message
+    assert "target y holds 1 NaN of 15 values (first at index (2, 1))" in message
+    assert "the fault is in the data" in message and "smaller learning rate" not in message

@@ -31,6 +31,7 @@ import numpy as np
 
 from tinyai.autograd import Variable
 from tinyai.backend import get_default_dtype, get_rng, to_cpu
+from tinyai.backend.finite import count_non_finite, first_non_finite, is_all_finite
 from tinyai.backend.pytorch_names import attribute_error
 
 __all__ = ["Batch", "DataSet", "ArrayDataset"]
@@ -94,6 +95,22 @@ def _convert(array: Any, what: str, owner: str) -> np.ndarray:
     raise TypeError(f"{owner}: {what} must hold numbers, got dtype {array.dtype}")
 
 
+def _check_flag(value: Any, what: str, owner: str) -> bool:
+    if value is True or value is False or isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{owner}: {what} must be True or False, got {type(value).__name__} {value!r}")
+
+
+def _refuse_non_finite(array: np.ndarray, what: str, owner: str) -> None:
+    """A ValueError naming how many values of ``array`` are NaN or infinite and the first sample holding one."""
+    if is_all_finite(array):
+        return
+    first = first_non_finite(array)
+    raise ValueError(f"{owner}: {what} holds {count_non_finite(array)} (first at index {first}, "
+                     f"sample {first[0]}); fill in or drop those samples, or pass check_finite=False "
+                     "to keep them")
+
+
 def _check_batch_size(batch_size: Any, owner: str) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"{owner}: batch_size must be a positive integer, got {batch_size!r}")
@@ -114,14 +131,17 @@ class DataSet(abc.ABC):
             (default 0.8; the remaining 0.2 form ``get_test_dataset()``).
         split_seed: seed of the permutation that picks the training samples
             (default 0; fixed so the split is the same on every run).
+        check_finite: refuse floating inputs or targets that hold NaN or
+            infinity (default True); see ``prepare``.
     """
 
     def __init__(self, batch_size: int = 32, *, drop_last: bool = False,
                  split_ratio: float = DEFAULT_SPLIT_RATIO,
-                 split_seed: int | None = DEFAULT_SPLIT_SEED) -> None:
+                 split_seed: int | None = DEFAULT_SPLIT_SEED, check_finite: bool = True) -> None:
         owner = type(self).__name__
         self.batch_size = _check_batch_size(batch_size, owner)
-        self.drop_last = bool(drop_last)
+        self.drop_last = _check_flag(drop_last, "drop_last", owner)
+        self.check_finite = _check_flag(check_finite, "check_finite", owner)
         _check_ratio(split_ratio, owner)
         self.split_ratio = float(split_ratio)
         self.split_seed = split_seed
@@ -137,7 +157,20 @@ class DataSet(abc.ABC):
         """Produce all samples as ``(x, y)`` with a shared first axis of length N."""
 
     def prepare(self) -> "DataSet":
-        """Load (or generate) the samples once; later calls do nothing. Returns self."""
+        """Load (or generate) the samples once; later calls do nothing. Returns self.
+
+        Floating inputs and targets holding NaN or infinity are refused here
+        (ValueError naming how many and the first sample), unless the data
+        set was made with ``check_finite=False``. An error, not a warning:
+        a NaN in the data is nearly always a missing value nobody filled in,
+        and every loss it touches is NaN. Left to training, the Trainer's
+        guard (``on_nan``) would find it only at the batch it falls in, an
+        epoch in perhaps, and with ``on_nan="skip"`` would quietly drop that
+        whole batch's update every epoch. Here it costs one sum per array
+        (no copy) and names the sample before any time is spent. Opt out
+        when non-finite values are meant: a model that masks missing values
+        itself, or a test of the guard.
+        """
         if self._x is None:
             owner = type(self).__name__
             x, y = self._load()
@@ -148,6 +181,9 @@ class DataSet(abc.ABC):
                                  f"(shapes {x.shape} and {y.shape})")
             if len(x) == 0:
                 raise ValueError(f"{owner}: the data set holds no samples (x has shape {x.shape})")
+            if self.check_finite:
+                _refuse_non_finite(x, "x", owner)
+                _refuse_non_finite(y, "y", owner)
             self._x, self._y = x, y
         return self
 
@@ -245,7 +281,8 @@ class DataSet(abc.ABC):
         return self._subset(train_index), self._subset(test_index)
 
     def _subset(self, index: np.ndarray | slice) -> "ArrayDataset":
-        return ArrayDataset(self.x[index], self.y[index], self.batch_size, drop_last=self.drop_last)
+        return ArrayDataset(self.x[index], self.y[index], self.batch_size, drop_last=self.drop_last,
+                            check_finite=self.check_finite)
 
     def _make_splits(self) -> tuple["ArrayDataset", "ArrayDataset"]:
         """The (train, test) pair behind ``get_train_dataset``; subclasses with a fixed split override it."""
@@ -287,7 +324,8 @@ class ArrayDataset(DataSet):
             targets the default float dtype.
         batch_size: samples per batch.
         drop_last: drop a final batch smaller than ``batch_size``.
-        split_ratio, split_seed: as for ``DataSet``.
+        split_ratio, split_seed, check_finite: as for ``DataSet`` (NaN or
+            infinity in ``x`` or ``y`` is refused unless ``check_finite=False``).
 
     >>> import numpy as np
     >>> data = ArrayDataset(np.zeros((10, 3)), np.arange(10), batch_size=4)
@@ -297,8 +335,9 @@ class ArrayDataset(DataSet):
 
     def __init__(self, x: Any, y: Any, batch_size: int = 32, *, drop_last: bool = False,
                  split_ratio: float = DEFAULT_SPLIT_RATIO,
-                 split_seed: int | None = DEFAULT_SPLIT_SEED) -> None:
-        super().__init__(batch_size, drop_last=drop_last, split_ratio=split_ratio, split_seed=split_seed)
+                 split_seed: int | None = DEFAULT_SPLIT_SEED, check_finite: bool = True) -> None:
+        super().__init__(batch_size, drop_last=drop_last, split_ratio=split_ratio, split_seed=split_seed,
+                         check_finite=check_finite)
         self._source = (x, y)
         self.prepare()  # convert and check now, so bad arrays fail where they were passed in
         self._source = None

@@ -41,7 +41,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from tinyai.autograd import Variable
-from tinyai.backend import get_array_module, to_cpu
+from tinyai.backend import get_array_module
+from tinyai.backend.finite import count_non_finite, describe_non_finite
 
 logger = logging.getLogger(__name__)
 
@@ -67,17 +68,6 @@ def check_on_nan(on_nan: Any, where: str) -> str:
     if on_nan not in ON_NAN_MODES:
         raise ValueError(f"{where}: on_nan must be one of {', '.join(map(repr, ON_NAN_MODES))}, got {on_nan!r}")
     return on_nan
-
-
-def _count_non_finite(array: Any) -> str:
-    """'2 NaN, 1 inf of 20 values': what is wrong with ``array``, in words."""
-    xp = get_array_module(array)
-    nan = int(xp.isnan(array).sum())
-    inf = int(xp.isinf(array).sum())
-    parts = [f"{nan} NaN"] if nan else []
-    if inf:
-        parts.append(f"{inf} inf")
-    return f"{', '.join(parts)} of {array.size} values"
 
 
 def _is_float_array(array: Any) -> bool:
@@ -110,12 +100,16 @@ def non_finite_gradients(named_params: Iterable[tuple[str, Any]]) -> list[str]:
     found = []
     for name, g in grads:
         if not bool(get_array_module(g).isfinite(g).all()):
-            found.append(f"{name} ({_count_non_finite(g)})")
+            found.append(f"{name} ({count_non_finite(g)})")
     return found
 
 
 def describe_non_finite_input(x: Any, label: str = "input x") -> str | None:
-    """'the input x holds 1 inf of 12 values (first at index (3, 0))', or None if it is finite."""
+    """'the input x holds 1 inf of 12 values (first at index (3, 0))', or None if it is finite.
+
+    The same words as a data set that refuses non-finite data when it is
+    built (tinyai.data), so a NaN found either way reads the same.
+    """
     arrays = x if isinstance(x, (tuple, list)) else (x,)
     notes = []
     for i, array in enumerate(arrays):
@@ -123,18 +117,16 @@ def describe_non_finite_input(x: Any, label: str = "input x") -> str | None:
             array = array.data
         if not _is_float_array(array):
             continue
-        xp = get_array_module(array)
-        bad = ~xp.isfinite(array)
-        if not bool(bad.any()):
+        found = describe_non_finite(array)
+        if found is None:
             continue
-        first = tuple(int(i) for i in np.argwhere(to_cpu(bad))[0])
         name = label if len(arrays) == 1 else f"{label}[{i}]"
-        notes.append(f"the {name} holds {_count_non_finite(array)} (first at index {first})")
+        notes.append(f"the {name} holds {found}")
     return "; ".join(notes) or None
 
 
 def check_step(where: str, loss: float, named_params: Iterable[tuple[str, Any]], batch_x: Any,
-               on_nan: str) -> bool:
+               on_nan: str, batch_y: Any = None) -> bool:
     """Whether the update of this step may go ahead; raises or warns per ``on_nan`` if not.
 
     Args:
@@ -145,6 +137,8 @@ def check_step(where: str, loss: float, named_params: Iterable[tuple[str, Any]],
             already non-finite: no gradient was computed then).
         batch_x: the batch's input, examined only to explain a failure.
         on_nan: "raise", "warn" or "skip".
+        batch_y: the batch's targets, examined with ``batch_x`` (a NaN
+            regression target makes a NaN loss with nothing else wrong).
     """
     if not math.isfinite(loss):
         message = f"{where}: the loss is {loss}"
@@ -156,7 +150,10 @@ def check_step(where: str, loss: float, named_params: Iterable[tuple[str, Any]],
         message = (f"{where}: the loss is finite ({loss:.6g}) but the gradient of "
                    f"{len(bad)} parameter(s) is not: {', '.join(bad)}")
         error = NonFiniteGradientError
-    culprit = describe_non_finite_input(batch_x)
+    culprits = [describe_non_finite_input(batch_x)]
+    if batch_y is not None:
+        culprits.append(describe_non_finite_input(batch_y, "target y"))
+    culprit = "; ".join(c for c in culprits if c is not None) or None
     if culprit is not None:
         message += f"; {culprit}, so the fault is in the data, not in the learning rate"
     else:

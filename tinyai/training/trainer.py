@@ -392,7 +392,7 @@ class Trainer:
             self.model.clear_grads()
             self._update(index, batch.size, apply=False)
             return value, prediction, target
-        if not check_step(where, value, self.model.named_params(), batch.x, self.on_nan):
+        if not check_step(where, value, self.model.named_params(), batch.x, self.on_nan, batch.y):
             self.model.clear_grads()
             self._update(index, batch.size, apply=False)  # an accumulation group still ends here
             return None, None, None
