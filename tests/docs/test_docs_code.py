@@ -47,6 +47,9 @@ def test_fences_are_plain(page):
         assert info in KNOWN_LANGUAGES, f"{page.name}: unexpected code fence info string {info!r}"
 
 
+# A RuntimeWarning (overflow, invalid value) in a page's code is a bug in the example or in the library:
+# a reader copying the code would see it and not know whether to worry.
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 @pytest.mark.parametrize("page", PAGES, ids=IDS)
 def test_python_blocks_run(page, tmp_path, monkeypatch):
     from tinyai.backend import get_state, set_state
