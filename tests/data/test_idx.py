@@ -1,5 +1,7 @@
 """The IDX reader on files written here with struct: good ones, and every kind of bad one."""
+import gc
 import gzip
+import warnings
 
 import numpy as np
 import pytest
@@ -98,3 +100,19 @@ def test_too_short_and_missing(tmp_path):
         read_idx(path)
     with pytest.raises(FileNotFoundError):
         read_idx(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+@pytest.mark.parametrize("cut", [0, 5])
+def test_every_file_is_closed(tmp_path, write_idx, images, gz, cut):
+    # A GzipFile made from an open file does not close that file: it was left to the garbage
+    # collector, which says so with a ResourceWarning (found with -W error::ResourceWarning).
+    path = write_idx(tmp_path / ("f.gz" if gz else "f"), images, gz=gz, cut=cut)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        try:
+            read_idx(path)
+        except IdxFormatError:
+            assert cut  # only the truncated file is refused
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []

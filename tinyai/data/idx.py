@@ -22,6 +22,7 @@ kilobytes of work.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import math
@@ -45,15 +46,20 @@ class IdxFormatError(ValueError):
     """An IDX file is truncated, corrupt, or not the IDX file that was expected."""
 
 
-def _open(path: str) -> tuple[BinaryIO, bool]:
+def _open(path: str, files: contextlib.ExitStack) -> tuple[BinaryIO, bool]:
     """A binary stream of the file's IDX bytes (decompressing gzip, recognised by its magic
-    number) and whether it is compressed. Nothing is decompressed until it is read."""
-    raw = open(path, "rb")
+    number) and whether it is compressed. Nothing is decompressed until it is read.
+
+    Both the file and the gzip reader over it are entered into ``files``:
+    closing a ``GzipFile`` made from an open file does not close that file,
+    which was left to the garbage collector (a ResourceWarning) before.
+    """
+    raw = files.enter_context(open(path, "rb"))
     if raw.read(2) != _GZIP_MAGIC:
         raw.seek(0)
         return raw, False
     raw.seek(0)
-    return gzip.GzipFile(fileobj=raw, mode="rb"), True
+    return files.enter_context(gzip.GzipFile(fileobj=raw, mode="rb")), True
 
 
 def _read_up_to(stream: BinaryIO, buffer: memoryview, path: str) -> int:
@@ -103,8 +109,8 @@ def read_idx(path: str | os.PathLike, expected_ndim: int | None = None, *,
             ``sha256``.
     """
     path = os.fspath(path)
-    stream, compressed = _open(path)
-    with stream:
+    with contextlib.ExitStack() as files:
+        stream, compressed = _open(path, files)
         head = bytearray(4)
         got = _read_up_to(stream, memoryview(head), path)
         if got < 4:
