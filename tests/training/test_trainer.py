@@ -1,6 +1,10 @@
 """The Trainer loop: learning, history, per-epoch reset, graph freeing, test-mode evaluation, bad input."""
 import io
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +19,8 @@ from tinyai.training.monitor import Monitor
 from tinyai.training.trainer import NonFiniteLossError, Trainer
 
 from trainer_helpers import CrossEntropy, RecordingNet, blob_dataset
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def make(max_epoch=4, evaluator="acc", lr=0.2, **kwargs):
@@ -225,7 +231,7 @@ def test_bar_progress_is_one_bar_per_train_call_with_a_line_per_epoch(monkeypatc
 
     monkeypatch.setattr(progress_module, "_load_tqdm", lambda: CountedTqdm)
     stream = io.StringIO()
-    trainer, _, _ = make(max_epoch=3, progress=True, stream=stream)
+    trainer, _, _ = make(max_epoch=3, progress="bar", stream=stream)  # asked for by name: drawn on any stream
     trainer.train()
     assert len(bars) == 1                     # not one per epoch
     assert bars[0].disable or bars[0].n == 6  # the bar counted the last epoch's 6 batches
@@ -242,9 +248,44 @@ def test_bar_progress_is_one_bar_per_train_call_with_a_line_per_epoch(monkeypatc
 def test_bar_falls_back_to_lines_without_tqdm(monkeypatch):
     monkeypatch.setattr(progress_module, "_load_tqdm", lambda: None)
     stream = io.StringIO()
-    trainer, _, _ = make(max_epoch=2, progress=True, stream=stream)
+    trainer, _, _ = make(max_epoch=2, progress="bar", stream=stream)
     trainer.train()
     assert [line[:11] for line in stream.getvalue().splitlines()] == ["epoch 1/2: ", "epoch 2/2: "]
+
+
+def test_the_default_bar_is_drawn_only_where_someone_watches(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    class Closed(io.StringIO):
+        def isatty(self):
+            raise ValueError("I/O operation on closed file")
+
+    assert progress_module.TrainingProgress("auto", 1, Terminal()).mode == "bar"
+    assert progress_module.TrainingProgress("auto", 1, io.StringIO()).mode == "line"
+    assert progress_module.TrainingProgress("auto", 1, Closed()).mode == "line"
+    assert progress_module.TrainingProgress("bar", 1, io.StringIO()).mode == "bar"
+    # In a notebook the output is no terminal, but the bar is a widget there.
+    monkeypatch.setattr(progress_module, "_in_jupyter_kernel", lambda: True)
+    monkeypatch.setattr(progress_module.sys, "stdout", io.StringIO())
+    assert progress_module.TrainingProgress("auto", 1).mode == "bar"
+    assert Trainer(1).progress == "auto"
+
+
+def test_a_log_file_gets_the_epoch_lines_without_the_bar(tmp_path):
+    # tinyai train ... > log.txt: a real process whose stdout is a file, not a terminal.
+    pytest.importorskip("tqdm")
+    log = tmp_path / "log.txt"
+    with open(log, "w") as out:
+        subprocess.run([sys.executable, "-m", "tinyai", "train", "--example", "spiral", "--epochs", "2",
+                        "--batch-size", "30"], stdout=out, stderr=subprocess.PIPE, check=True, timeout=120,
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    text = log.read_text()
+    assert "\r" not in text and "batch/s" not in text and "%|" not in text
+    epochs = [line for line in text.splitlines() if line.startswith("epoch ")]
+    assert [line[:11] for line in epochs] == ["epoch 1/2: ", "epoch 2/2: "]
+    assert all(": loss " in line and "samples/s" in line for line in epochs)
 
 
 def test_progress_off_writes_nothing(capsys):

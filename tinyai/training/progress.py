@@ -1,13 +1,19 @@
 """The Trainer's progress display: the one place in tinyai that writes to the terminal.
 
-One display per ``train()`` call, in one of three modes:
+One display per ``train()`` call, in one of these modes:
 
+    "auto"  "bar" where someone watches the output as it comes (a terminal,
+            a Jupyter notebook), else "line": the default (``progress=True``).
+            A log file (``tinyai train ... > log.txt``) or a pipe then gets
+            the epoch lines alone, not the bar's carriage-return redraws
+            mixed into them.
     "bar"   one tqdm progress bar for the whole call (``tqdm.auto``: a widget
             in Jupyter, text in a terminal), restarted for each epoch and
             showing the running loss and samples/s; when an epoch ends its
             summary line is written above the bar, and the bar goes away when
             training ends. Without tqdm installed (``pip install
-            'tinyai-numpy[progress]'``) it falls back to "line".
+            'tinyai-numpy[progress]'``) it falls back to "line". Asked for
+            by name, the bar is drawn whatever the stream is.
     "line"  the same summary line per epoch, nothing else.
     "off"   nothing.
 
@@ -24,14 +30,14 @@ from typing import Any, TextIO
 
 logger = logging.getLogger(__name__)
 
-MODES = ("bar", "line", "off")
+MODES = ("auto", "bar", "line", "off")
 
 
 def resolve_mode(progress: bool | str | None) -> str:
-    """Map the Trainer's ``progress`` argument to a mode: True -> "bar",
+    """Map the Trainer's ``progress`` argument to a mode: True -> "auto",
     False -> "line", None -> "off"; the mode names themselves pass through."""
     if progress is True:
-        return "bar"
+        return "auto"
     if progress is False:
         return "line"
     if progress is None:
@@ -46,6 +52,18 @@ def _in_jupyter_kernel() -> bool:
     shell = sys.modules.get("IPython")
     ipython = getattr(shell, "get_ipython", lambda: None)() if shell is not None else None
     return ipython is not None and "IPKernelApp" in getattr(ipython, "config", {})
+
+
+def _is_watched(stream: TextIO) -> bool:
+    """Whether ``stream`` shows its output as it comes: a terminal, or the
+    output of the Jupyter kernel this runs in (not a terminal, but the bar is a widget there)."""
+    if stream is sys.stdout or stream is sys.stderr:
+        if _in_jupyter_kernel():
+            return True
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):  # no isatty, or a closed stream
+        return False
 
 
 def _load_tqdm():
@@ -84,7 +102,7 @@ class TrainingProgress:
     (``abort`` after an error).
 
     Args:
-        mode: "bar", "line" or "off".
+        mode: "auto", "bar", "line" or "off" ("auto" is decided here, from ``stream``).
         max_epoch: the last epoch number.
         stream: where the lines (and the text bar) go; stdout by default.
     """
@@ -96,6 +114,8 @@ class TrainingProgress:
         self.mode = mode
         self.stream = stream if stream is not None else sys.stdout
         self.max_epoch = max_epoch
+        if mode == "auto":
+            mode = self.mode = "bar" if _is_watched(self.stream) else "line"
         self.bar: Any = None
         self._tqdm: Any = None
         if mode == "bar":

@@ -72,8 +72,10 @@ class Trainer:
             training on the same batches (see ``tinyai.parallel``).
         thread_count: workers for data-parallel training (0: one per core;
             at most one per sample of the largest batch).
-        progress: True (a tqdm bar per epoch), False (one line per epoch),
-            None (silent), or "bar"/"line"/"off".
+        progress: True (a tqdm bar per epoch where the output is a terminal
+            or a notebook, else one line per epoch), False (one line per
+            epoch), None (silent), or "auto"/"bar"/"line"/"off" ("bar" draws
+            the bar on any stream, a log file too).
         on_nan: what a NaN or infinite loss, or a finite loss with NaN or
             infinite gradients, does (checked before every update, see
             ``tinyai.training.nan_guard``): "raise" (stop with
