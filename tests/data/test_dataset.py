@@ -201,7 +201,7 @@ def test_a_nan_input_is_refused_with_its_count_and_first_sample():
         ArrayDataset(x, np.arange(6), 2)
     message = str(caught.value)
     assert message.startswith("ArrayDataset: x holds 2 NaN, 1 inf of 24 values (first at index (3, 1), sample 3)")
-    assert "check_finite=False" in message
+    assert "allow_non_finite=True" in message
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -218,15 +218,15 @@ def test_finite_values_whose_sum_overflows_are_accepted():
     assert ArrayDataset(x, np.arange(4), 2).num_samples == 4
 
 
-def test_check_finite_false_keeps_non_finite_values_in_the_splits_too():
+def test_allow_non_finite_keeps_non_finite_values_in_the_splits_too():
     x = np.ones((10, 2))
     x[:, 1] = np.nan
-    data = ArrayDataset(x, np.arange(10), 2, check_finite=False)
+    data = ArrayDataset(x, np.arange(10), 2, allow_non_finite=True)
     assert np.isnan(data.x[:, 1]).all()
     assert np.isnan(data.get_train_dataset().x[:, 1]).all() and np.isnan(data.get_test_dataset().x[:, 1]).all()
 
 
-@pytest.mark.parametrize("flag", ["drop_last", "check_finite"])
+@pytest.mark.parametrize("flag", ["drop_last", "allow_non_finite"])
 @pytest.mark.parametrize("value", ["no", 1, None])
 def test_flags_must_be_bools(flag, value):
     # "no" is truthy: drop_last="no" used to drop the last batch.

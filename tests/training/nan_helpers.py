@@ -8,8 +8,8 @@ class Whole:
     """A data set trained on whole (no train/test split), so batch k is rows 5k..5k+4."""
 
     def __init__(self, x, y, batch_size=5):
-        # check_finite=False: the infinity is meant to reach training, where the guard must catch it.
-        self.part = ArrayDataset(x, y, batch_size, check_finite=False)
+        # allow_non_finite=True: the infinity is meant to reach training, where the guard must catch it.
+        self.part = ArrayDataset(x, y, batch_size, allow_non_finite=True)
 
     def get_train_dataset(self):
         return self.part

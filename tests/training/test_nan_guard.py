@@ -108,7 +108,7 @@ def test_skip_is_logged_and_bad_modes_are_refused(caplog):
 
 def test_a_non_finite_target_is_named_as_the_cause():
     # A NaN regression target makes the loss NaN with nothing else wrong: the message must not blame the
-    # learning rate. (The data set refuses it unless built with check_finite=False.)
+    # learning rate. (The data set refuses it unless built with allow_non_finite=True.)
     x, y = poisoned_arrays()
     x[13, 2] = 0.0
     y[7, 1] = np.nan

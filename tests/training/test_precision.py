@@ -189,7 +189,7 @@ def test_a_nan_in_the_data_still_stops_mixed_precision_training():
     x[3, 1] = np.nan
     model = mlp()
     trainer = Trainer(1, progress=None, precision="mixed", on_nan="raise")
-    data = ArrayDataset(x, y, 24, check_finite=False)  # the NaN is meant to reach training
+    data = ArrayDataset(x, y, 24, allow_non_finite=True)  # the NaN is meant to reach training
     trainer.init(data, model, losses.SoftmaxCrossEntropy(), optim.SGD(model, lr=0.1))
     with pytest.raises(NonFiniteLossError, match="the loss is nan"):
         trainer.train()

@@ -107,7 +107,7 @@ def _refuse_non_finite(array: np.ndarray, what: str, owner: str) -> None:
         return
     first = first_non_finite(array)
     raise ValueError(f"{owner}: {what} holds {count_non_finite(array)} (first at index {first}, "
-                     f"sample {first[0]}); fill in or drop those samples, or pass check_finite=False "
+                     f"sample {first[0]}); fill in or drop those samples, or pass allow_non_finite=True "
                      "to keep them")
 
 
@@ -131,17 +131,18 @@ class DataSet(abc.ABC):
             (default 0.8; the remaining 0.2 form ``get_test_dataset()``).
         split_seed: seed of the permutation that picks the training samples
             (default 0; fixed so the split is the same on every run).
-        check_finite: refuse floating inputs or targets that hold NaN or
-            infinity (default True); see ``prepare``.
+        allow_non_finite: keep floating inputs or targets that hold NaN or
+            infinity (default False: refused, see ``prepare``; the name of
+            the same opt-out in ``Layer.load_state_dict``).
     """
 
     def __init__(self, batch_size: int = 32, *, drop_last: bool = False,
                  split_ratio: float = DEFAULT_SPLIT_RATIO,
-                 split_seed: int | None = DEFAULT_SPLIT_SEED, check_finite: bool = True) -> None:
+                 split_seed: int | None = DEFAULT_SPLIT_SEED, allow_non_finite: bool = False) -> None:
         owner = type(self).__name__
         self.batch_size = _check_batch_size(batch_size, owner)
         self.drop_last = _check_flag(drop_last, "drop_last", owner)
-        self.check_finite = _check_flag(check_finite, "check_finite", owner)
+        self.allow_non_finite = _check_flag(allow_non_finite, "allow_non_finite", owner)
         _check_ratio(split_ratio, owner)
         self.split_ratio = float(split_ratio)
         self.split_seed = split_seed
@@ -161,7 +162,7 @@ class DataSet(abc.ABC):
 
         Floating inputs and targets holding NaN or infinity are refused here
         (ValueError naming how many and the first sample), unless the data
-        set was made with ``check_finite=False``. An error, not a warning:
+        set was made with ``allow_non_finite=True``. An error, not a warning:
         a NaN in the data is nearly always a missing value nobody filled in,
         and every loss it touches is NaN. Left to training, the Trainer's
         guard (``on_nan``) would find it only at the batch it falls in, an
@@ -181,7 +182,7 @@ class DataSet(abc.ABC):
                                  f"(shapes {x.shape} and {y.shape})")
             if len(x) == 0:
                 raise ValueError(f"{owner}: the data set holds no samples (x has shape {x.shape})")
-            if self.check_finite:
+            if not self.allow_non_finite:
                 _refuse_non_finite(x, "x", owner)
                 _refuse_non_finite(y, "y", owner)
             self._x, self._y = x, y
@@ -282,7 +283,7 @@ class DataSet(abc.ABC):
 
     def _subset(self, index: np.ndarray | slice) -> "ArrayDataset":
         return ArrayDataset(self.x[index], self.y[index], self.batch_size, drop_last=self.drop_last,
-                            check_finite=self.check_finite)
+                            allow_non_finite=self.allow_non_finite)
 
     def _make_splits(self) -> tuple["ArrayDataset", "ArrayDataset"]:
         """The (train, test) pair behind ``get_train_dataset``; subclasses with a fixed split override it."""
@@ -324,8 +325,8 @@ class ArrayDataset(DataSet):
             targets the default float dtype.
         batch_size: samples per batch.
         drop_last: drop a final batch smaller than ``batch_size``.
-        split_ratio, split_seed, check_finite: as for ``DataSet`` (NaN or
-            infinity in ``x`` or ``y`` is refused unless ``check_finite=False``).
+        split_ratio, split_seed, allow_non_finite: as for ``DataSet`` (NaN or
+            infinity in ``x`` or ``y`` is refused unless ``allow_non_finite=True``).
 
     >>> import numpy as np
     >>> data = ArrayDataset(np.zeros((10, 3)), np.arange(10), batch_size=4)
@@ -335,9 +336,9 @@ class ArrayDataset(DataSet):
 
     def __init__(self, x: Any, y: Any, batch_size: int = 32, *, drop_last: bool = False,
                  split_ratio: float = DEFAULT_SPLIT_RATIO,
-                 split_seed: int | None = DEFAULT_SPLIT_SEED, check_finite: bool = True) -> None:
+                 split_seed: int | None = DEFAULT_SPLIT_SEED, allow_non_finite: bool = False) -> None:
         super().__init__(batch_size, drop_last=drop_last, split_ratio=split_ratio, split_seed=split_seed,
-                         check_finite=check_finite)
+                         allow_non_finite=allow_non_finite)
         self._source = (x, y)
         self.prepare()  # convert and check now, so bad arrays fail where they were passed in
         self._source = None
