@@ -221,6 +221,44 @@ case("Trainer.init foreign optimizer", ValueError, ["Trainer.init", "none of the
 case("Trainer.init optimizer int", TypeError, ["Trainer.init", "optimizer of type int"],
      lambda: Trainer(1).init(ArrayDataset(f32(4, 2), np.zeros(4), 2), nn.Linear(2, 2), _Mse(), 3))
 case("Trainer.train before init", ValueError, ["Trainer.train", "init"], lambda: Trainer(1).train())
+# objects the Trainer calls only at the end of the first epoch: refused when they are passed in
+case("Trainer evaluator str", TypeError, ["Trainer", "evaluator", "AccuracyEval()", "'accuracy'"],
+     lambda: Trainer(1, evaluator="accuracy"))
+case("Trainer monitor int", TypeError, ["Trainer", "monitor", "int 3"], lambda: Trainer(1, monitor=3))
+case("Trainer stream file name", TypeError, ["Trainer", "stream", "write()", "'log.txt'"],
+     lambda: Trainer(1, stream="log.txt"))
+
+# -- switches: a string is true to Python, None false; neither is what was meant ------------------
+for label, value in [("'no'", "no"), ("'False'", "False"), ("0", 0), ("None", None), ("1.0", 1.0)]:
+    case(f"Variable requires_grad {label}", TypeError, ["Variable", "requires_grad", "True or False", repr(value)],
+         lambda v=value: ta.Variable(f32(2), requires_grad=v))
+    case(f"F.sum keepdims {label}", TypeError, ["sum", "keepdims", "True or False", repr(value)],
+         lambda v=value: F.sum(var(2, 3), axis=1, keepdims=v))
+    case(f"Linear bias {label}", TypeError, ["Linear", "bias", "True or False"], lambda v=value: nn.Linear(2, 2, bias=v))
+    case(f"Conv2d bias {label}", TypeError, ["Conv2d", "bias", "True or False"],
+         lambda v=value: nn.Conv2d(1, 2, 3, bias=v))
+    case(f"ArrayDataset drop_last {label}", TypeError, ["ArrayDataset", "drop_last", "True or False"],
+         lambda v=value: ArrayDataset(f32(4, 2), np.zeros(4), 2, drop_last=v))
+case("F.mean axis True", TypeError, ["mean", "axis", "bool True"], lambda: F.mean(var(2, 3), axis=True))
+case("F.max axis repeated", ValueError, ["max", "axis=(0, -2)", "twice", "(2, 3)"], lambda: F.max(var(2, 3), axis=(0, -2)))
+case("F.logsumexp axis 5", ValueError, ["logsumexp", "axis 5", "out of range", "shape (2, 3)"],
+     lambda: F.logsumexp(var(2, 3), axis=5))
+
+# -- data: non-finite values, seeds ---------------------------------------------------------------
+case("ArrayDataset NaN x", ValueError, ["ArrayDataset", "x holds 1 NaN of 8 values", "sample 2", "allow_non_finite"],
+     lambda: ArrayDataset(np.array([[0, 1], [2, 3], [np.nan, 5], [6, 7]], np.float32), np.zeros(4), 2))
+case("ArrayDataset shuffle seed str", ValueError, ["ArrayDataset.shuffle", "seed", "'a'"],
+     lambda: ArrayDataset(f32(4, 2), np.zeros(4), 2).shuffle(seed="a"))
+case("ArrayDataset split_seed -1", ValueError, ["ArrayDataset", "split_seed", "-1"],
+     lambda: ArrayDataset(f32(4, 2), np.zeros(4), 2, split_seed=-1))
+
+# -- model files ------------------------------------------------------------------------------------
+case("Model.save int path", TypeError, ["Model.save", "path", "int 3"], lambda: ta.Model("m", nn.Linear(2, 2)).save(3))
+case("Model.save empty path", ValueError, ["Model.save", "path is empty"], lambda: ta.Model("m", nn.Linear(2, 2)).save(""))
+case("Model.save directory", IsADirectoryError, ["Model.save", "is a directory", "model.npz"],
+     lambda: ta.Model("m", nn.Linear(2, 2)).save("."))
+case("Model.load None path", TypeError, ["Model.load_weights", "path", "None"],
+     lambda: ta.Model.load(None, nn.Linear(2, 2)))
 
 
 @pytest.mark.parametrize("thunk,error,words", CASES)

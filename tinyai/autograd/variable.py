@@ -21,6 +21,7 @@ import numpy as np
 from tinyai.backend import get_array_module, get_default_dtype, is_array, to_cpu, to_gpu
 from tinyai.autograd.config import _backward_on_arrays, _grad_enabled
 from tinyai.backend.pytorch_names import attribute_error
+from tinyai.backend.settings import bool_setting
 
 if TYPE_CHECKING:  # only for the annotation: function.py imports this module
     from tinyai.autograd.function import Function
@@ -66,18 +67,6 @@ def _to_array(data: Any) -> Any:
     return array
 
 
-def _check_flag(requires_grad: Any) -> bool:
-    """``requires_grad`` as a bool; a NumPy bool is accepted, anything else refused.
-
-    A string such as ``"no"`` is truthy: taken as it is, it would silently
-    switch the gradient *on*, the opposite of what its writer meant.
-    """
-    if isinstance(requires_grad, np.bool_):
-        return bool(requires_grad)
-    raise TypeError(f"Variable: requires_grad must be True or False, got {requires_grad!r} "
-                    f"of type {type(requires_grad).__name__}")
-
-
 class Variable:
     """A node of the computation graph: ``data`` (an array) and ``grad`` (a Variable or None).
 
@@ -121,7 +110,8 @@ class Variable:
         if kind not in _NUMERIC_KINDS:  # str, bytes, dates, objects: not something to differentiate
             raise _refuse_dtype(data)
         if requires_grad is not True and requires_grad is not False:  # two identity tests on the usual path
-            requires_grad = _check_flag(requires_grad)
+            # "no" is true to Python: it would switch the gradient on, the opposite of what was meant.
+            requires_grad = bool_setting(requires_grad, "Variable", "requires_grad")
         self.requires_grad = requires_grad and kind in "fc"
 
     # -- array-like properties -------------------------------------------------

@@ -11,6 +11,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import numpy as np
+
 
 def is_int(value: Any) -> bool:
     """Whether ``value`` is an integer (a Python int or a NumPy integer), not a bool."""
@@ -33,6 +35,20 @@ def int_setting(value: Any, where: str, name: str, minimum: int = 1, *, none_ok:
         return int(value)
     wanted = {1: "a positive int", 0: "a non-negative int"}.get(minimum, f"an int >= {minimum}")
     raise ValueError(f"{where}: {name} must be {wanted}{' or None' if none_ok else ''}, got {value!r}")
+
+
+def bool_setting(value: Any, where: str, name: str) -> bool:
+    """``value`` as a bool if it is one (a NumPy bool too), else a TypeError naming ``where`` and ``name``.
+
+    Python would take any object as a switch, and the mistakes are silent:
+    ``"no"`` and ``"False"`` are true, ``None`` is false. A switch is refused
+    unless it is a real bool: "Linear: bias must be True or False, got str 'no'".
+    """
+    if value is True or value is False:
+        return value
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"{where}: {name} must be True or False, got {type(value).__name__} {value!r}")
 
 
 def is_number(value: Any) -> bool:

@@ -32,6 +32,7 @@ import numpy as np
 from tinyai.autograd import Variable
 from tinyai.backend import get_default_dtype, get_rng, to_cpu
 from tinyai.backend.finite import count_non_finite, first_non_finite, is_all_finite
+from tinyai.backend.settings import bool_setting, int_setting
 from tinyai.backend.pytorch_names import attribute_error
 
 __all__ = ["Batch", "DataSet", "ArrayDataset"]
@@ -95,12 +96,6 @@ def _convert(array: Any, what: str, owner: str) -> np.ndarray:
     raise TypeError(f"{owner}: {what} must hold numbers, got dtype {array.dtype}")
 
 
-def _check_flag(value: Any, what: str, owner: str) -> bool:
-    if value is True or value is False or isinstance(value, np.bool_):
-        return bool(value)
-    raise TypeError(f"{owner}: {what} must be True or False, got {type(value).__name__} {value!r}")
-
-
 def _refuse_non_finite(array: np.ndarray, what: str, owner: str) -> None:
     """A ValueError naming how many values of ``array`` are NaN or infinite and the first sample holding one."""
     if is_all_finite(array):
@@ -141,11 +136,11 @@ class DataSet(abc.ABC):
                  split_seed: int | None = DEFAULT_SPLIT_SEED, allow_non_finite: bool = False) -> None:
         owner = type(self).__name__
         self.batch_size = _check_batch_size(batch_size, owner)
-        self.drop_last = _check_flag(drop_last, "drop_last", owner)
-        self.allow_non_finite = _check_flag(allow_non_finite, "allow_non_finite", owner)
+        self.drop_last = bool_setting(drop_last, owner, "drop_last")
+        self.allow_non_finite = bool_setting(allow_non_finite, owner, "allow_non_finite")
         _check_ratio(split_ratio, owner)
         self.split_ratio = float(split_ratio)
-        self.split_seed = split_seed
+        self.split_seed = int_setting(split_seed, owner, "split_seed", minimum=0, none_ok=True)
         self._x: np.ndarray | None = None
         self._y: np.ndarray | None = None
         # None means the natural order 0..N-1 (batches are then views, not copies).
@@ -214,6 +209,7 @@ class DataSet(abc.ABC):
         """
         if seed is not None and rng is not None:
             raise ValueError(f"{type(self).__name__}.shuffle: pass seed or rng, not both")
+        seed = int_setting(seed, f"{type(self).__name__}.shuffle", "seed", minimum=0, none_ok=True)
         if rng is None:
             rng = np.random.default_rng(seed) if seed is not None else get_rng()
         self._order = rng.permutation(self.num_samples)
@@ -270,6 +266,7 @@ class DataSet(abc.ABC):
         """
         owner = f"{type(self).__name__}.split"
         _check_ratio(ratio, owner)
+        seed = int_setting(seed, owner, "seed", minimum=0, none_ok=True)
         n = self.num_samples
         n_train = round(ratio * n)
         if n_train == 0 or n_train == n:

@@ -10,10 +10,10 @@ import builtins
 import numbers
 from typing import Any, Sequence
 
-import numpy as np
 
 from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module, narrow_like, widen
+from tinyai.backend.settings import bool_setting
 from tinyai.functions.shape import broadcast_to, reshape
 
 Axis = int | Sequence[int] | None
@@ -51,11 +51,7 @@ def _normalize_axis(axis: Axis, shape: tuple[int, ...], name: str) -> tuple[int,
 def _check_keepdims(keepdims: Any, name: str) -> bool:
     """``keepdims`` as a bool, or a TypeError naming the reduction: a string
     such as ``"no"`` would be truthy and keep the axes against its meaning."""
-    if keepdims is True or keepdims is False:
-        return keepdims
-    if isinstance(keepdims, np.bool_):
-        return bool(keepdims)
-    raise TypeError(f"{name}: keepdims must be True or False, got {type(keepdims).__name__} {keepdims!r}")
+    return bool_setting(keepdims, name, "keepdims")
 
 
 def _keepdims_shape(in_shape: tuple[int, ...], axes: tuple[int, ...]) -> tuple[int, ...]:

@@ -14,7 +14,7 @@ import numpy as np
 from tinyai import functions as F
 from tinyai.autograd import Variable
 from tinyai.backend import get_array_module
-from tinyai.backend.settings import int_setting, is_int
+from tinyai.backend.settings import bool_setting, int_setting, is_int
 from tinyai.nn.init import check_init, initialize
 from tinyai.nn.layer import Layer, _check_variable
 from tinyai.nn.parameter import Parameter
@@ -48,7 +48,7 @@ def _set_geometry(layer: Layer, out_channels: Any, kernel_size: Any, stride: Any
     layer.kernel_size = _pair(layer, kernel_size, "kernel_size", 1)
     layer.stride = _pair(layer, stride, "stride", 1)
     layer.pad = _pair(layer, pad, "pad", 0)
-    layer.use_bias = bias
+    layer.use_bias = bool_setting(bias, layer._label(), "bias")
 
 
 def _check_image(layer: Layer, x: Any, channels: int | None, kernel: tuple[int, int],

@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 from tinyai import functions as F
 from tinyai.autograd import Variable
-from tinyai.backend.settings import int_setting
+from tinyai.backend.settings import bool_setting, int_setting
 from tinyai.nn.init import check_init, initialize
 from tinyai.nn.layer import Layer, _check_variable
 from tinyai.nn.parameter import Parameter
@@ -37,7 +37,7 @@ class Linear(Layer):
         out_features = int_setting(out_features, self._label(), "out_features")
         self.in_features = in_features
         self.out_features = out_features
-        self.use_bias = bias
+        self.use_bias = bool_setting(bias, self._label(), "bias")
         self.init = check_init(self._label(), init)
         self.W: Parameter | None = None
         self.b: Parameter | None = None

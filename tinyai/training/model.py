@@ -222,7 +222,6 @@ class Model:
         ``tinyai.training.npz_files``). The name is used exactly as given
         (no ``.npz`` is appended).
         """
-        path = os.fspath(path)
         arrays: dict[str, Any] = {}
         for key, value in self.state_dict().items():
             if key.startswith(META_PREFIX):

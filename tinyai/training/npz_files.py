@@ -85,7 +85,15 @@ def write_npz_atomic(path: str | os.PathLike, arrays: dict[str, np.ndarray], whe
     temporary file is removed and the exception propagates; a file that was at
     ``path`` before is left untouched.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{where}: path must be a str or os.PathLike, got {type(path).__name__} {path!r}")
+    given = path
+    if not os.fspath(path):
+        raise ValueError(f"{where}: the path is empty; give a file name such as model.npz")
     path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):  # found now, not by the rename after the whole archive is written
+        raise IsADirectoryError(f"{where}: {os.fspath(given)!r} is a directory; give a file name "
+                                "such as model.npz")
     directory = os.path.dirname(path)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"{where}: directory {directory!r} does not exist")
@@ -113,6 +121,8 @@ def read_npz(path: str | os.PathLike, where: str, kind: str = ".npz file") -> di
     .npz archive of plain arrays. ``where`` (the caller) starts each message,
     ``kind`` says what the file should have been.
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{where}: path must be a str or os.PathLike, got {type(path).__name__} {path!r}")
     path = os.fspath(path)
     corrupt = f"{where}: cannot read {path!r} as {kind} (corrupt, truncated or another format)"
     try:

@@ -5,7 +5,7 @@ import logging
 import os
 from typing import Any
 
-import numpy as np
+from tinyai.backend.settings import bool_setting
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,30 @@ def check_optimizer_matches(model: Any, optimizer: Any, where: str = "Trainer.in
                        where, len(foreign), ", ".join(foreign))
 
 
-def check_trainer_settings(checkpoint_path: Any, enable_parallel: Any) -> None:
-    """Settings that would otherwise fail late (after an epoch of training) or be misread."""
+def _lacks(value: Any, methods: tuple[str, ...]) -> bool:
+    return not all(callable(getattr(value, name, None)) for name in methods)
+
+
+def check_trainer_settings(checkpoint_path: Any, enable_parallel: Any, monitor: Any = None,
+                           evaluator: Any = None, stream: Any = None) -> None:
+    """Settings that would otherwise fail late (after an epoch of training) or be misread.
+
+    The monitor, evaluator and stream are checked for the methods the
+    Trainer calls on them, so that one of one's own making passes; a string
+    (``evaluator="accuracy"``, as other libraries spell metrics) or a file
+    name given as ``stream`` fails here instead of at the end of the first epoch.
+    """
+    if monitor is not None and _lacks(monitor, ("start_new_epoch", "collect", "end_epoch")):
+        raise TypeError(f"Trainer: monitor must be a Monitor (or None for a new one), "
+                        f"got {type(monitor).__name__} {monitor!r}")
+    if evaluator is not None and _lacks(evaluator, ("bind", "batch_score", "evaluate")):
+        raise TypeError(f"Trainer: evaluator must be an Evaluator such as AccuracyEval() or None, "
+                        f"got {type(evaluator).__name__} {evaluator!r}")
+    if stream is not None and _lacks(stream, ("write", "flush")):
+        raise TypeError(f"Trainer: stream must be a text stream with write() and flush() (an open file, "
+                        f"sys.stderr) or None for stdout, got {type(stream).__name__} {stream!r}")
     if checkpoint_path is not None and not isinstance(checkpoint_path, (str, os.PathLike)):
         raise TypeError(f"Trainer: checkpoint_path must be a path (str or os.PathLike) or None, "
                         f"got {type(checkpoint_path).__name__} {checkpoint_path!r}")
-    if not isinstance(enable_parallel, (bool, np.bool_)):
-        # "no" and "False" are true to Python: refuse rather than train in parallel by surprise.
-        raise TypeError(f"Trainer: enable_parallel must be True or False, got {enable_parallel!r}")
+    # "no" and "False" are true to Python: refuse rather than train in parallel by surprise.
+    bool_setting(enable_parallel, "Trainer", "enable_parallel")

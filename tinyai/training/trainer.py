@@ -146,7 +146,7 @@ class Trainer:
                  num_servers: int = 1, sync_every: int = 1) -> None:
         max_epoch = int_setting(max_epoch, "Trainer", "max_epoch", minimum=0)
         check_on_nan(on_nan, "Trainer")
-        check_trainer_settings(checkpoint_path, enable_parallel)
+        check_trainer_settings(checkpoint_path, enable_parallel, monitor, evaluator, stream)
         accumulate_steps = int_setting(accumulate_steps, "Trainer", "accumulate_steps")
         eval_every = int_setting(eval_every, "Trainer", "eval_every", minimum=0)
         if precision not in PRECISIONS:
