@@ -34,6 +34,11 @@ def reduced(size: int, op: str, rows: int = 5) -> np.ndarray:
     return functools.reduce(OPS[op], arrays)
 
 
+def big_message(rank: int) -> np.ndarray:
+    """Rank ``rank``'s 2 MB float64 message (its even entries, 1 MB, are sent)."""
+    return np.random.default_rng(200 + rank).standard_normal(1 << 18)
+
+
 def every_operation(comm) -> dict[str, np.ndarray]:
     """Run every operation once (several ways); return named results as arrays for comparison."""
     from tinyai.testing.standin import StandInArray, xp
@@ -85,6 +90,14 @@ def every_operation(comm) -> dict[str, np.ndarray]:
     arrived = comm.recv(left)
     assert isinstance(arrived, StandInArray), type(arrived)
     out["recv.device"] = arrived.get()
+    # A message past MPI's eager limit (1 MB: it travels only once the receiver asks), sent from a
+    # strided view and overwritten at once; and an empty one: both arrive exactly as they were sent.
+    big = big_message(rank)
+    comm.send(big[::2], right, tag=4)
+    comm.send(np.zeros((0, 3), dtype=np.float32), right, tag=5)
+    big[...] = -1
+    out["recv.empty"] = comm.recv(left, tag=5)
+    out["recv.big"] = comm.recv(left, tag=4)
     # A server (rank 0) takes messages from whoever sends first; from one sender they stay in order.
     if rank == 0:
         arrivals = [comm.recv_any(tag=3) for _ in range(2 * (size - 1))]
@@ -146,6 +159,8 @@ def expected(size: int) -> list[dict[str, np.ndarray]]:
         e["recv.tag2"] = np.array([left, 7])
         e["recv.tag1"] = rank_input(left)
         e["recv.device"] = np.arange(3.0) + left
+        e["recv.big"] = big_message(left)[::2]
+        e["recv.empty"] = np.zeros((0, 3), dtype=np.float32)
         if rank == 0:
             e["recv_any"] = np.array([[s, k] for s in range(1, size) for k in (0, 1)]).reshape(-1, 2)
         odd_out = size >= 3 and size % 2 == 1

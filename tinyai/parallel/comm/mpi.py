@@ -12,8 +12,11 @@ transport turns every operation into MPI calls on raw bytes:
   ranks in any order; this way the bits equal the other transports');
   ``reduce_scatter`` scatters the blocks instead of broadcasting;
 * ``allgather`` and ``broadcast`` are MPI's ``Allgatherv`` and ``Bcast``;
-* ``send`` is non-blocking (the message is pickled and handed to MPI at
-  once), ``recv`` waits for a matching message;
+* ``send`` is non-blocking: the array's bytes are copied behind its
+  header (shape, dtype) into one buffer, handed to MPI's buffer ``Isend``
+  (no pickling: a large array costs one memory copy on each side); ``recv``
+  waits for a matching message with a matched probe, which also tells its
+  size, and receives the buffer straight into new memory;
 * ``split`` is ``MPI_Comm_split``.
 
 Every wait is a loop that gives up after ``timeout`` seconds with
@@ -76,7 +79,7 @@ class MpiCommunicator(Communicator):
         self.comm = load_mpi().COMM_WORLD if comm is None else comm
         self.timeout = check_timeout(timeout, "MpiCommunicator")
         self.calls = 0
-        self._sends: list = []  # requests of messages on their way
+        self._sends: list = []  # (request, buffer) of messages on their way
 
     @property
     def rank(self) -> int:
@@ -191,11 +194,19 @@ class MpiCommunicator(Communicator):
     # --- messages ----------------------------------------------------------------------------
 
     def send(self, array: Any, dest: int, tag: int = 0) -> None:
+        MPI = load_mpi()
         dest = check_rank(dest, self.size, "dest", "send")
         tag = check_tag(tag, "send")
         payload = Payload(array, "send")
-        self._sends = [request for request in self._sends if not request.Test()]
-        self._sends.append(self.comm.isend((np.array(payload.host(), copy=True), payload.device), dest, tag))
+        host = payload.host()
+        # One message: the header, then the array's bytes. The copy lets the caller change its array
+        # as soon as send returns (the ring overwrites chunks it has sent) while MPI still reads ours.
+        message = np.empty(HEADER_BYTES + host.nbytes, dtype=np.uint8)
+        write_header(message[:HEADER_BYTES], host, payload.device)
+        message[HEADER_BYTES:] = as_bytes(host)
+        self._sends = [(request, buffer) for request, buffer in self._sends if not request.Test()]
+        # The buffer stays referenced with its request until MPI is done with it.
+        self._sends.append((self.comm.Isend([message, MPI.BYTE], dest, tag), message))
 
     def recv(self, source: int, tag: int = 0) -> Any:
         source = check_rank(source, self.size, "source", "recv")
@@ -221,8 +232,13 @@ class MpiCommunicator(Communicator):
                                         f"{self.timeout:g} s", op, source)
             time.sleep(pause)
             pause = min(0.001, pause + 0.00005)
-        array, device = message.recv()
-        return status.Get_source(), from_host(array, device)
+        # The matched probe reserved this message for us (no other receive can take it) and knows its size.
+        buffer = np.empty(status.Get_count(MPI.BYTE), dtype=np.uint8)
+        message.Recv([buffer, MPI.BYTE])
+        spec = read_header(buffer[:HEADER_BYTES])
+        # HEADER_BYTES is a multiple of every itemsize, so the view of the values is aligned.
+        array = buffer[HEADER_BYTES:].view(spec.dtype).reshape(spec.shape)
+        return status.Get_source(), from_host(array, spec.device)
 
     # --- sub-communicators -------------------------------------------------------------------
 
