@@ -7,5 +7,5 @@ a section (data parallel, GPU, ...). Timing helpers live in
 ``benchmarks.common``. Speed is measured here and never asserted in tests.
 """
 SECTIONS = ("benchmarks.bench_ops", "benchmarks.bench_mlp", "benchmarks.bench_parallel", "benchmarks.bench_compression",
-            "benchmarks.bench_gpu", "benchmarks.bench_conv", "benchmarks.bench_tensor",
+            "benchmarks.bench_ring", "benchmarks.bench_gpu", "benchmarks.bench_conv", "benchmarks.bench_tensor",
             "benchmarks.bench_beyond_sync")

@@ -1,19 +1,15 @@
-"""Gradient compression and ring all-reduce: bytes, accuracy, time.
+"""Gradient compression on the MNIST MLP: bytes, accuracy, time.
 
-Two measurements:
+**Compressors on the MNIST MLP** (784-128-64-10, the bundled 8,000 / 2,000
+split, SGD lr 0.1, batch 64, 5 epochs, 2 thread workers, the same seed for
+every run): test accuracy, bytes sent per epoch as encoded and as float32,
+their ratio, and wall time per epoch, for no compression, FP16, Int8, top-k
+1% and scaled sign, the biased two with and without error feedback. Targets
+(issue 10): top-k 1% with error feedback within 1 point of uncompressed and
+>= 50x fewer bytes; int8 >= 3.9x fewer bytes within 0.5 point.
 
-1. **Ring all-reduce vs MPI's Allreduce**, 1 KB to 64 MB of float32, on the
-   ranks of an ``mpiexec -n 2`` job (``benchmarks/mpi_allreduce.py``): median
-   seconds per all-reduce, interleaved repeats. Skipped, with the reason in
-   the JSON, when mpi4py or mpiexec is missing.
-2. **Compressors on the MNIST MLP** (784-128-64-10, the bundled 8,000 / 2,000
-   split, SGD lr 0.1, batch 64, 5 epochs, 2 thread workers, the same seed
-   for every run): test accuracy, bytes sent per epoch as encoded and as
-   float32, their ratio, and wall time per epoch, for no compression, FP16,
-   Int8, top-k 1% and scaled sign, the biased two with and without error
-   feedback. Targets (issue 10): top-k 1% with error feedback within 1 point
-   of uncompressed and >= 50x fewer bytes; int8 >= 3.9x fewer bytes within
-   0.5 point.
+The ring all-reduce against MPI's Allreduce is its own section
+(``benchmarks/bench_ring.py``, ``python -m benchmarks ring_allreduce``).
 
 Wall times here are from a shared machine: read them as rough ratios
 between the rows of one run; the bytes and accuracies do not depend on
@@ -21,20 +17,12 @@ the machine.
 """
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 SECTION = "compression"
-TITLE = "Gradient compression and ring all-reduce (bytes, MNIST accuracy, all-reduce time)"
+TITLE = "Gradient compression (bytes, MNIST accuracy, time)"
 
-ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 5
 
 
@@ -74,37 +62,12 @@ def _train(compression: Any, epochs: int, limit: int | None) -> dict[str, Any]:
             "seconds_per_epoch": seconds / epochs}
 
 
-def _mpiexec() -> str | None:
-    beside = Path(sys.executable).parent / "mpiexec"
-    return str(beside) if beside.exists() else shutil.which("mpiexec")
-
-
-def _ring_vs_mpi(quick: bool) -> dict[str, Any]:
-    import importlib.util
-
-    mpiexec = _mpiexec()
-    if importlib.util.find_spec("mpi4py") is None or mpiexec is None:
-        return {"skipped": "mpi4py and mpiexec are needed (pip install 'tinyai-numpy[mpi]')"}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "ring.json"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                   OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-        command = [mpiexec, "-n", "2", sys.executable, "-m", "benchmarks.mpi_allreduce", str(out)]
-        done = subprocess.run(command + (["--quick"] if quick else []), cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            last = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
-            return {"skipped": f"mpiexec -n 2 failed with exit code {done.returncode}: {last}"}
-        return json.loads(out.read_text(encoding="utf-8"))
-
-
 def run(quick: bool = False) -> dict[str, Any]:
     epochs, limit = (1, 1000) if quick else (EPOCHS, None)
     training = {}
     for name, compression in _configs().items():
         training[name] = _train(compression, epochs, limit)
-    return {"ring_vs_mpi": _ring_vs_mpi(quick), "mnist_mlp": {"epochs": epochs, "workers": 2,
-                                                               "limit": limit, "runs": training}}
+    return {"mnist_mlp": {"epochs": epochs, "workers": 2, "limit": limit, "runs": training}}
 
 
 def _size(nbytes: float) -> str:
@@ -116,18 +79,7 @@ def _size(nbytes: float) -> str:
 
 def report(data: dict[str, Any]) -> str:
     lines = []
-    ring = data["ring_vs_mpi"]
-    if "skipped" in ring:
-        lines.append(f"ring vs MPI Allreduce: skipped ({ring['skipped']})")
-    else:
-        n = ring["ranks"]
-        lines.append(f"all-reduce of float32 arrays on {n} MPI ranks (median ms; ring/MPI ratio)")
-        lines.append(f"{'size':>8} {'ring':>10} {'MPI':>10} {'tinyai':>10} {'ring/MPI':>9}")
-        for row in ring["rows"]:
-            lines.append(f"{_size(row['bytes']):>8} {row['ring_s'] * 1e3:10.3f} {row['mpi_s'] * 1e3:10.3f} "
-                         f"{row['tinyai_s'] * 1e3:10.3f} {row['ring_s'] / row['mpi_s']:9.2f}")
     mnist = data["mnist_mlp"]
-    lines.append("")
     lines.append(f"MNIST MLP, {mnist['epochs']} epochs, {mnist['workers']} thread workers")
     lines.append(f"{'compression':>14} {'test acc':>9} {'sent/epoch':>11} {'dense/epoch':>12} {'fewer':>7} "
                  f"{'s/epoch':>8}")
