@@ -1,5 +1,5 @@
 """Run by tests/parallel/test_compressed_mpi.py under ``mpiexec -n 3``: compressed and ring
-all-reduce training with the Trainer over MPI ranks.
+all-reduce training, and local SGD with and without compressed deltas, with the Trainer over MPI ranks.
 
     mpiexec -n 3 python -m tests.parallel.compressed_mpi_script OUT_DIR
 
@@ -9,7 +9,8 @@ OUT_DIR/rank<k>.npz. The test trains the same set-up on 3 threads in its own
 process: every run must give the same parameters (each worker k
 compresses its own shard with ``compressor.for_worker(k)``, the decoded
 payloads are added in worker order, whatever carries them; the ring
-sends the same chunks in the same order over threads and MPI).
+sends the same chunks in the same order over threads and MPI; local SGD's
+replicas are averaged in worker order).
 """
 import sys
 from pathlib import Path
@@ -34,6 +35,9 @@ def settings():
         "topk_ef": {"compression": ErrorFeedback(TopK(0.2))},
         "int8": {"compression": "int8"},
         "ring": {"allreduce_algorithm": "ring"},
+        "local_sgd": {"parallel_strategy": "local_sgd", "sync_every": 2},
+        "local_sgd_topk_ef": {"parallel_strategy": "local_sgd", "sync_every": 2,
+                              "compression": ErrorFeedback(TopK(0.2))},
     }
 
 

@@ -187,7 +187,8 @@ def test_local_sgd_with_longer_periods_exchanges_less_and_still_learns():
     (dict(sync_every=4), "sync_every applies to parallel_strategy='local_sgd'"),
     (dict(ps_mode="async"), "apply to parallel_strategy='parameter_server'"),
     (dict(parallel_strategy="parameter_server", allreduce_algorithm="ring"), "allreduce_algorithm='ring' applies"),
-    (dict(parallel_strategy="local_sgd", compression="topk"), "compression='topk' is available with"),
+    (dict(parallel_strategy="local_sgd", compression="zip"), "compression: unknown setting 'zip'"),
+    (dict(parallel_strategy="local_sgd", allreduce_algorithm="ring"), "allreduce_algorithm='ring' applies"),
 ])
 def test_bad_settings_are_refused_clearly(settings, match):
     with pytest.raises(ValueError, match=match):
@@ -243,3 +244,77 @@ def test_async_pushes_can_be_compressed():
     assert stats["bytes_sent"] == 3 * 10 * ((entries + 4 * 8) + entries * 8)
     loss = trainer.monitor.history["loss"]
     assert _moved(model, start) > 1e-3 and loss[-1] < loss[0]
+
+
+def test_compression_with_a_strategy_that_takes_none_is_refused():
+    from tinyai.parallel import HybridParallel, ProcessGrid, ThreadWorld
+    from tinyai.parallel.compression import TopK
+
+    grid = ProcessGrid(ThreadWorld(1).communicator(0), data=1, tensor=1)
+    with pytest.raises(ValueError, match="compression='topk' applies to data-parallel training .* not to "
+                                         "strategy=HybridParallel"):
+        Trainer(1, strategy=HybridParallel(grid), compression="topk")
+    for ratio in (0, 1.5, -0.1):
+        with pytest.raises(ValueError, match="ratio must be in"):
+            Trainer(1, enable_parallel=True, parallel_strategy="local_sgd", compression=TopK(ratio))
+
+
+def _linear_data(n=50, seed=3):
+    """Targets a linear map of the inputs plus a little noise: a task the net can learn well."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 6))
+    return x, x @ rng.standard_normal((6, 3)) * 0.5 + 0.01 * rng.standard_normal((n, 3))
+
+
+@pytest.mark.parametrize("optimizer", [SGD, Momentum])
+def test_local_sgd_every_step_with_an_exact_compressor_equals_uncompressed_float64(optimizer):
+    # TopK(1.0) keeps every entry: what arrives is each worker's weighted delta, exactly, so the average
+    # last + sum_k w_k (p_k - last) is sum_k w_k p_k up to rounding. Batches of 10 give every worker 5
+    # examples each step: equal shares, with which local momentum averages to the all-reduce momentum too.
+    from tinyai.parallel.compression import TopK
+
+    start = _net()
+    reference = deep_copy_model(start)
+    _train(reference, optimizer)  # single thread
+    for options in [dict(sync_every=1), dict(sync_every=1, compression=TopK(1.0))]:
+        model = deep_copy_model(start)
+        trainer = _train(model, optimizer, parallel_strategy="local_sgd", **options)
+        _assert_same(model, reference)
+    stats = trainer.parallel_stats()
+    entries = sum(p.data.size for p in start.params())
+    # 8 averages, each an all-gather between 2 workers of every entry as a float64 value and an int32 index.
+    assert stats["exchanges"] == 8
+    assert stats["bytes_sent"] == 8 * 2 * entries * (8 + 4)
+    assert stats["bytes_dense"] == 8 * 2 * entries * 4
+
+
+@pytest.mark.parametrize("backend", ["thread", pytest.param("process", marks=pytest.mark.slow)])
+def test_compressed_local_sgd_sends_int8_deltas_and_learns_as_well(backend):
+    from tinyai.parallel.compression import ErrorFeedback, TopK
+
+    x, y = _linear_data()
+    runs = {}
+    for name, compression in [("dense", None), ("int8", "int8"), ("topk", ErrorFeedback(TopK(0.25)))]:
+        model = _net()
+        trainer = Trainer(4, progress=False, enable_parallel=True, thread_count=2, parallel_backend=backend,
+                          parallel_strategy="local_sgd", sync_every=2, compression=compression)
+        trainer.init(ArrayDataset(x, y, batch_size=4), model, MeanSquared(), Momentum(model, lr=0.05))
+        with trainer:
+            ta.seed(11)
+            trainer.train(shuffle=False)
+        runs[name] = (trainer.monitor.history["loss"], trainer.parallel_stats())
+    entries = sum(p.data.size for p in _net().params())
+    # 10 steps an epoch, H = 2: 5 averages an epoch, 4 epochs. An int8 delta is one byte an entry and a
+    # float64 scale for each of the 4 tensors; dense local SGD sends the parameters and the momentum.
+    int8 = runs["int8"][1]
+    assert int8["exchanges"] == 4 * 5
+    assert int8["bytes_sent"] == 20 * 2 * (entries + 4 * 8)
+    assert int8["bytes_dense"] == 20 * 2 * entries * 4
+    assert runs["dense"][1]["bytes_sent"] == 20 * 2 * 2 * entries * 8
+    dense_loss = runs["dense"][0][-1]
+    assert dense_loss < 0.5 * runs["dense"][0][0]  # the task is learnt...
+    assert abs(runs["int8"][0][-1] - dense_loss) < 0.1 * dense_loss  # ... as well with int8 deltas
+    # Top-k 25% with error feedback: a float64 value and an int32 index for a quarter of the entries,
+    # 3 bytes an entry against float32's 4; and it still learns.
+    assert runs["topk"][1]["bytes_sent"] < 0.8 * runs["topk"][1]["bytes_dense"]
+    assert runs["topk"][0][-1] < 0.3 * runs["topk"][0][0]

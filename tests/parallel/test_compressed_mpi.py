@@ -1,4 +1,5 @@
-"""Compressed and ring all-reduce training under a real ``mpiexec -n 3`` equals the same training on 3 threads."""
+"""Compressed and ring all-reduce training, and local SGD (dense and compressed), under a real
+``mpiexec -n 3`` equal the same training on 3 threads."""
 import numpy as np
 import pytest
 

@@ -41,7 +41,8 @@ class ParallelOptions:
         step_timeout: seconds one step may take before a worker still busy
             is reported as hung (``WorkerError``); None waits for ever.
         compression: None, a name ("fp16", "int8", "topk", "signsgd") or a
-            ``Compressor``: the workers exchange compressed gradients (see
+            ``Compressor``: the workers exchange compressed gradients (or
+            pushes to the servers, or local SGD's parameter deltas; see
             ``tinyai.parallel.compression``).
         allreduce_algorithm: "direct" (the executor adds the gradients) or
             "ring" (the workers add them among themselves by ring all-reduce).
@@ -104,9 +105,6 @@ class ParallelOptions:
         if strategy != "local_sgd" and self.sync_every != 1:
             raise ValueError(f"data parallel: sync_every applies to parallel_strategy='local_sgd', not {strategy!r}")
         if strategy != "allreduce":
-            if self.compression is not None and strategy != "parameter_server":
-                raise ValueError(f"data parallel: compression={self.compression!r} is available with "
-                                 f"parallel_strategy='allreduce' or 'parameter_server', not {strategy!r}")
             if self.allreduce_algorithm != "direct":
                 raise ValueError(f"data parallel: allreduce_algorithm={self.allreduce_algorithm!r} applies to "
                                  f"parallel_strategy='allreduce', not {strategy!r}")

@@ -57,6 +57,10 @@ class ParallelTraining:
 
     def __init__(self, enable: bool = False, options: ParallelOptions | None = None, strategy: Any = None) -> None:
         self.options = options if options is not None else ParallelOptions()
+        if strategy is not None and self.options.compression is not None:
+            raise ValueError(f"Trainer: compression={self.options.compression!r} applies to data-parallel "
+                             f"training (parallel_strategy='allreduce', 'parameter_server' or 'local_sgd'), not "
+                             f"to strategy={type(strategy).__name__}, whose ranks exchange no compressed gradients")
         #: A strategy that brings its own executor (``Trainer(strategy=HybridParallel(grid))``), or None.
         self.strategy = strategy
         self.engine: DataParallel | None = None

@@ -114,7 +114,8 @@ class Trainer:
             travel: None (dense), "fp16", "int8", "topk" (top 1% with error
             feedback), "signsgd" (scaled sign with error feedback) or a
             ``tinyai.parallel.compression.Compressor``. The workers exchange
-            the compressed bytes; training then no longer equals
+            the compressed bytes (gradients; parameter-server pushes; local
+            SGD's parameter deltas); training then no longer equals
             single-thread training exactly. See ``parallel_stats()``.
         allreduce_algorithm: "direct" (the executor adds the workers'
             gradients) or "ring" (the workers add them among themselves by

@@ -33,7 +33,7 @@ def make_strategy(options: Any, stats: ParallelStats | None = None, backend: str
     elif options.parallel_strategy == "local_sgd":
         from tinyai.parallel.strategy.local_sgd import LocalSGD
 
-        strategy = LocalSGD(options.sync_every, options.on_error)
+        strategy = LocalSGD(options.sync_every, options.on_error, options.compression)
     elif options.compression is None and options.allreduce_algorithm == "direct":
         strategy = SynchronousAllReduce(options.on_error)
     else:
