@@ -1,5 +1,6 @@
 """Run by tests/parallel/test_compressed_mpi.py under ``mpiexec -n 3``: compressed and ring
-all-reduce training, and local SGD with and without compressed deltas, with the Trainer over MPI ranks.
+all-reduce training, compressed pushes to parameter servers on ranks 0 and 1, and local SGD with and
+without compressed deltas, with the Trainer over MPI ranks.
 
     mpiexec -n 3 python -m tests.parallel.compressed_mpi_script OUT_DIR
 
@@ -35,6 +36,8 @@ def settings():
         "topk_ef": {"compression": ErrorFeedback(TopK(0.2))},
         "int8": {"compression": "int8"},
         "ring": {"allreduce_algorithm": "ring"},
+        "ps_topk_ef": {"parallel_strategy": "parameter_server", "num_servers": 2,
+                       "compression": ErrorFeedback(TopK(0.2))},
         "local_sgd": {"parallel_strategy": "local_sgd", "sync_every": 2},
         "local_sgd_topk_ef": {"parallel_strategy": "local_sgd", "sync_every": 2,
                               "compression": ErrorFeedback(TopK(0.2))},

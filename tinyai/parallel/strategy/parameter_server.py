@@ -47,7 +47,9 @@ parameters.
 
 With ``compression`` each worker compresses its pushes with its own copy of
 the compressor (``compressor.for_worker(k)``: its own error-feedback
-residuals) and each server decodes its part; pulls stay dense.
+residuals) and each server decodes its part; pulls stay dense. Under MPI the
+bytes (``encode_arrays``) are what rank k sends rank s: the payloads of
+partition s's parameters.
 
 A worker that fails in an asynchronous mode stops the others at their next
 step (nobody waits for it) and is reported as ``WorkerError`` naming it; a
@@ -63,6 +65,7 @@ import time
 from typing import Any, Sequence
 
 from tinyai.autograd import Variable
+from tinyai.backend import get_array_module
 from tinyai.parallel.compression import decode_arrays, encode_arrays, get_compressor
 from tinyai.parallel.stats import DENSE_ITEMSIZE
 from tinyai.parallel.strategy.base import StepOutcome, Strategy
@@ -211,7 +214,7 @@ class ParameterServer(Strategy):
         on_error: "raise" or "skip" (sync mode: a failed shard is left out of the average).
         compression: None, a name or a ``Compressor``: the workers push
             compressed gradients (the bytes of ``encode_arrays``), the servers
-            decode them; pulls stay dense. On MPI only in asynchronous modes.
+            decode them; pulls stay dense. On MPI too, in every mode.
         straggler: None, or (worker, seconds): a delay added to every step of
             that worker, to study what a slow worker costs (benchmarks).
     """
@@ -230,6 +233,7 @@ class ParameterServer(Strategy):
         self.straggler = straggler
         self.servers: list[ServerShard] | None = None
         self._optimizer: Any = None
+        self._rank_compressor: Any = None  # under MPI: this rank's own copy of the compressor
         #: For each worker, the indices (in the epoch's batch order) of the batches it took last epoch.
         self.last_assignment: list[list[int]] = []
 
@@ -248,10 +252,6 @@ class ParameterServer(Strategy):
         params = list(model.named_params())
         partition_parameters([(name, p.data.size) for name, p in params], self.num_servers)  # checks M now
         if executor.kind == "mpi":
-            if self.compressor is not None and self.mode == "sync":
-                raise ValueError("parameter_server: compression with ps_mode='sync' is not available on the mpi "
-                                 "backend; use parallel_backend='thread' or 'process', ps_mode='async' or "
-                                 "'stale', or parallel_strategy='allreduce'")
             comm = executor.gradient_communicator
             if self.num_servers > comm.size:
                 raise ValueError(f"parameter_server: num_servers={self.num_servers} servers on the first ranks of "
@@ -352,6 +352,9 @@ class ParameterServer(Strategy):
         own = results[rank]
         params = dict(self.model.named_params())
         groups = partition_parameters([(name, p.data.size) for name, p in params.items()], self.num_servers)
+        if self.compressor is not None:
+            self._push_compressed_to_rank_servers(comm, own.success, params, groups, ok_share)
+            return
         for p in params.values():
             p.grad = None
         for s, names in enumerate(groups):
@@ -370,6 +373,54 @@ class ParameterServer(Strategy):
                 grad = summed[offset:offset + data.size].reshape(data.shape) / ok_share
                 params[name].grad = Variable(grad.astype(data.dtype, copy=False), requires_grad=False)
                 offset += data.size
+
+    def _push_compressed_to_rank_servers(self, comm: Any, success: bool, params: dict[str, Any],
+                                         groups: list[list[str]], ok_share: float) -> None:
+        """Every rank sends rank s the compressed bytes of its gradient of partition s; rank s decodes and adds.
+
+        The rank compresses its whole share-weighted gradient in sorted-name
+        order with its own compressor (as a thread or process worker does, so
+        error-feedback residuals and random draws are the same whatever the
+        transport) and sends each server the bytes of that server's
+        parameters: the payloads are laid end to end, one per parameter. A
+        rank whose shard failed sends no bytes.
+        """
+        import numpy as np
+
+        from tinyai.parallel.strategy.compressed import _share_weighted_gradients
+
+        rank = comm.rank
+        if self._rank_compressor is None:  # this rank's own copy: its residuals carry over between steps
+            self._rank_compressor = self.compressor.for_worker(rank)
+        names = sorted(params)
+        like = {name: params[name].data for name in names}
+        wire = None
+        if success:
+            wire = encode_arrays(self._rank_compressor,
+                                 dict(zip(names, _share_weighted_gradients(self.model, names))), names)
+        sizes = [self.compressor.payload_nbytes(like[name].shape, like[name].dtype) for name in names]
+        offsets = dict(zip(names, np.cumsum([0] + sizes[:-1]).tolist()))
+        spans = dict(zip(names, sizes))
+        for p in params.values():
+            p.grad = None
+        for s, group in enumerate(groups):
+            own = sorted(group)
+            if wire is None:
+                part = np.zeros(0, dtype=np.uint8)
+            else:
+                xp = get_array_module(wire)
+                part = xp.concatenate([wire[offsets[name]:offsets[name] + spans[name]] for name in own])
+            if rank != s:
+                comm.send(part, s)
+                continue
+            summed = None
+            for k in range(comm.size):  # rank order: the same sum as the servers of threads or processes
+                arrived = part if k == rank else comm.recv(k)
+                if arrived.size:
+                    summed = decode_arrays(self.compressor, arrived, like, own, out=summed)
+            for name in own:
+                grad = summed[name] / ok_share if ok_share != 1.0 else summed[name]
+                params[name].grad = Variable(grad.astype(like[name].dtype, copy=False), requires_grad=False)
 
     def _pull_from_rank_server(self, server: ServerShard) -> None:
         """Rank ``server.index`` sends its partition's new values to every rank."""
