@@ -433,6 +433,45 @@ class ParameterServer(Strategy):
             p.data[...] = flat[offset:offset + p.data.size].reshape(p.data.shape)
             offset += p.data.size
 
+    def checkpoint_state(self, model: Any, optimizer: Any) -> tuple[Any, Any, bool] | None:
+        """Under MPI with several servers: the whole optimizer state, gathered on rank 0, which writes.
+
+        Server rank s alone keeps the optimizer state of its partition (the
+        other ranks' copies of it never move), so each server sends rank 0
+        the state and step count of each of its parameters. A collective
+        call: every rank makes it (the Trainer's ``save_checkpoint`` does).
+        Elsewhere (one server, threads, processes) the master already holds
+        everything: None.
+        """
+        executor = self.executor
+        if executor is None or executor.kind != "mpi" or self.num_servers == 1 or optimizer is None:
+            return None
+        import numpy as np
+
+        comm = executor.gradient_communicator
+        state = dict(optimizer.state_dict())
+        params = list(model.named_params())
+        groups = partition_parameters([(name, p.data.size) for name, p in params], self.num_servers)
+        slots = tuple(getattr(optimizer, "slots", ()))
+        for server, names in enumerate(groups[1:], start=1):
+            if comm.rank not in (0, server):
+                continue
+            for name in names:
+                prefix = f"state.{name}."
+                if comm.rank == server:  # whether it has state yet (updated at least once), and the step
+                    comm.send(np.array([prefix + "step" in state, state.get(prefix + "step", 0)]), 0)
+                    for slot in slots if prefix + "step" in state else ():
+                        comm.send(np.asarray(state[prefix + slot]), 0)
+                    continue
+                present, step = (int(v) for v in comm.recv(server))
+                for slot in (*slots, "step"):
+                    state.pop(prefix + slot, None)  # rank 0's copy of a partition it does not serve
+                if present:
+                    state[prefix + "step"] = step
+                    for slot in slots:
+                        state[prefix + slot] = comm.recv(server)
+        return model, state, executor.is_root
+
     # -- async and stale: whole epochs --------------------------------------------------------
     def train_epoch(self, batches: Sequence[Any], optimizer: Any) -> list[float]:
         """Train one epoch asynchronously; the loss of each batch, in the order of ``batches``.
