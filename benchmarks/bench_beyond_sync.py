@@ -9,7 +9,8 @@ wire models of ``tinyai.parallel.stats``) and wall time per epoch, for
 
 * synchronous all-reduce (the baseline);
 * parameter server, ps_mode "sync", "async" and "stale" (s = 2), 1 server;
-* local SGD with sync_every H = 4 and 16.
+* local SGD with sync_every H = 4 and 16, and H = 4 with compressed
+  parameter deltas (top-k 1% with error feedback, int8).
 
 Target (issue 10): with the straggler, asynchronous PS faster per epoch than
 synchronous all-reduce. Wall times are from a shared, loaded machine: read
@@ -36,6 +37,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "PS stale s=2": {"parallel_strategy": "parameter_server", "ps_mode": "stale", "staleness": 2},
     "local SGD H=4": {"parallel_strategy": "local_sgd", "sync_every": 4},
     "local SGD H=16": {"parallel_strategy": "local_sgd", "sync_every": 16},
+    # Compressed deltas (top-k 1% with error feedback; int8): the bytes of an average shrink again.
+    "local SGD H=4 topk": {"parallel_strategy": "local_sgd", "sync_every": 4, "compression": "topk"},
+    "local SGD H=4 int8": {"parallel_strategy": "local_sgd", "sync_every": 4, "compression": "int8"},
 }
 
 
@@ -85,12 +89,12 @@ def _size(nbytes: float) -> str:
 def report(data: dict[str, Any]) -> str:
     lines = [f"MNIST MLP, {data['epochs']} epochs, {data['workers']} thread workers, worker 1 "
              f"+{data['straggler_s'] * 1e3:.0f} ms per step (shared machine: compare rows of one run)",
-             f"{'strategy':>15} {'test acc':>9} {'sent/epoch':>11} {'s/epoch':>8} {'vs allreduce':>13} "
+             f"{'strategy':>18} {'test acc':>9} {'sent/epoch':>11} {'s/epoch':>8} {'vs allreduce':>13} "
              f"{'max staleness':>14}"]
     base = data["runs"]["allreduce"]["seconds_per_epoch"]
     for name, r in data["runs"].items():
         lag = max(r["staleness_histogram"], default=None)
-        lines.append(f"{name:>15} {r['accuracy'] * 100:8.2f}% {_size(r['bytes_sent_per_epoch']):>11} "
+        lines.append(f"{name:>18} {r['accuracy'] * 100:8.2f}% {_size(r['bytes_sent_per_epoch']):>11} "
                      f"{r['seconds_per_epoch']:8.2f} {r['seconds_per_epoch'] / base:12.2f}x "
                      f"{'-' if lag is None else lag:>14}")
     runs = data["runs"]
