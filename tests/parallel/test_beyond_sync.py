@@ -318,3 +318,28 @@ def test_compressed_local_sgd_sends_int8_deltas_and_learns_as_well(backend):
     # 3 bytes an entry against float32's 4; and it still learns.
     assert runs["topk"][1]["bytes_sent"] < 0.8 * runs["topk"][1]["bytes_dense"]
     assert runs["topk"][0][-1] < 0.3 * runs["topk"][0][0]
+
+
+def test_local_sgd_resumed_from_a_checkpoint_continues_exactly(tmp_path):
+    # The averaged momentum is in the checkpoint; a resumed run's replicas must start from it, not afresh.
+    x, y = _linear_data()
+    path = tmp_path / "local_sgd.npz"
+
+    def run(epochs, **checkpoint):
+        model = _net()
+        options = dict(progress=None, eval_every=0, enable_parallel=True, thread_count=2, parallel_backend="thread",
+                       parallel_strategy="local_sgd", sync_every=2)
+        setup = dict(dataset=ArrayDataset(x, y, batch_size=4), model=model, loss=MeanSquared(),
+                     optimizer=Momentum(model, lr=0.05))
+        if "resume" in checkpoint:
+            trainer = Trainer.resume(checkpoint["resume"], max_epoch=epochs, **setup, **options)
+        else:
+            trainer = Trainer(epochs, checkpoint_path=checkpoint.get("save"), **setup, **options)
+        with trainer:
+            ta.seed(11)
+            trainer.train(shuffle=False)
+        return model
+
+    uninterrupted = run(2)
+    run(1, save=path)
+    _assert_same(run(2, resume=path), uninterrupted)

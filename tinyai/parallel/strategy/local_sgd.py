@@ -11,7 +11,8 @@ also what the master model holds).
 Optimizer state is averaged too (the documented choice here): momentum or
 Adam's moments of the replicas are averaged with the same weights at each
 synchronisation and every replica continues from the averaged state, which
-the master optimizer also holds (so checkpoints have it). Keeping each
+the master optimizer also holds (so checkpoints have it, and the replicas of
+a run resumed from one start from it). Keeping each
 replica's state private instead would let the replicas' momenta drift apart
 between averages for no gain in traffic that matters here.
 
@@ -115,6 +116,7 @@ class LocalSGD(Strategy):
         self._fresh = True          # the workers must load the master's parameters and state
         self._sizes: list[int] = []  # examples per worker since the last average
         self._active = 0             # workers with a shard in the current step
+        self._first_update = True    # the replicas may have to adopt the Trainer's optimizer state (a resume)
 
     @property
     def exact(self) -> bool:  # type: ignore[override]
@@ -149,7 +151,14 @@ class LocalSGD(Strategy):
         workers = len(self._sizes)
         template = _optimizer_template(optimizer)
         reports = self._reports() if average else [None] * workers
-        returned = self.executor.run(_local_update, [(template, optimizer.lr, reports[k], k < self._active)
+        adopt = None
+        if self._first_update and self.compressor is None and self._synced_state is None and optimizer.state:
+            # The Trainer's optimizer has state before the replicas have any: a run resumed from a
+            # checkpoint. The replicas continue from it, as they would from an average.
+            adopt = ({name: dict(slots) for name, slots in optimizer.state.items()}, dict(optimizer.steps))
+            self._synced_state = adopt
+        self._first_update = False
+        returned = self.executor.run(_local_update, [(template, optimizer.lr, reports[k], k < self._active, adopt)
                                                      for k in range(workers)])
         optimizer.iterations += 1
         self.stats.record_update(self._active)
@@ -257,9 +266,11 @@ def _local_gradients(worker: Any, x: Any, y: Any, start: tuple | None) -> Any:
     return BatchProcessResult(result.worker_id, result.loss, result.batch_size, result.success, result.exception)
 
 
-def _local_update(worker: Any, template: Any, lr: float, report: Any, active: bool = True) -> Any:
+def _local_update(worker: Any, template: Any, lr: float, report: Any, active: bool = True,
+                  adopt: tuple[dict, dict] | None = None) -> Any:
     """On worker k: one step of its own optimizer on its replica (if it had a shard); what it
-    sends if an average follows (``report``: None, "snapshot", or a delta's settings)."""
+    sends if an average follows (``report``: None, "snapshot", or a delta's settings).
+    ``adopt``: optimizer state and step counts to start from (the Trainer's, on a resume)."""
     optimizer = worker.state.get("local_sgd_optimizer")
     if optimizer is None or type(optimizer) is not type(template):
         optimizer = copy.copy(template)
@@ -267,6 +278,8 @@ def _local_update(worker: Any, template: Any, lr: float, report: Any, active: bo
         optimizer.state, optimizer.steps = {}, {}
         worker.state["local_sgd_optimizer"] = optimizer
     loaded = worker.state.pop("local_sgd_state", None)
+    if adopt is not None:
+        loaded = adopt
     if loaded:
         optimizer.state = {name: {slot: np.array(v, copy=True) for slot, v in slots.items()}
                            for name, slots in loaded[0].items()}
