@@ -45,7 +45,7 @@ def train(**options):
     model = Model("mnist", nn.MlpBlock("mlp", 25, "relu", 784, 32, 10))
     trainer = Trainer(EPOCHS, evaluator=AccuracyEval(), progress=None)
     trainer.configure_parallel_training(True, 0, "mpi", parallel_strategy="parameter_server", **options)
-    trainer.init(mnist_data(), model, losses.SoftmaxCrossEntropy(), Momentum(model, lr=0.05))
+    trainer.init(mnist_data(), model, losses.SoftmaxCrossEntropy(), Momentum(model, lr=0.03))
     with trainer:
         history = trainer.train()
         stats = trainer.parallel_stats()

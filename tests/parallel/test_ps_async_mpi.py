@@ -21,7 +21,7 @@ def test_async_and_stale_parameter_servers_train_under_mpiexec(tmp_path):
                 if key.startswith(f"{mode}.") and ".velocity." not in key:
                     np.testing.assert_array_equal(ranks[rank][key], value, err_msg=f"rank {rank}: {key}")
         loss, accuracy = first[f"{mode}.loss"], first[f"{mode}.test_accuracy"]
-        assert loss[-1] < 0.5 * loss[0] and accuracy[-1] > 0.75, (mode, loss, accuracy)
+        assert loss[-1] < 0.5 * loss[0] and accuracy[-1] > 0.7, (mode, loss, accuracy)
         # 1,000 training images in batches of 25: 40 batches an epoch, each taken once, three epochs.
         steps = 3 * 40
         assert int(first[f"{mode}.stats.updates"]) == steps

@@ -4,15 +4,26 @@ On threads an asynchronous worker calls the servers directly (``ServerShard``
 in ``parameter_server.py``). Worker processes and MPI ranks share no memory
 with the servers, so there the same conversation travels as messages over a
 ``Communicator`` (``send``, ``recv``, and ``recv_any`` for a server that
-answers whoever asks first). One step of worker k, with M servers:
+answers whoever asks first). Worker k, with M servers:
 
-    worker k                                       the rank that serves partition s
-    PULL s                          -------->       VALUES s: its version, its parameters
-                                    <--------       (stale mode: the clock keeper may hold this back)
-    ... forward and backward on k's batch ...
-    PUSH s, version read, gradient  -------->       applied at once, one push at a time
-                                    <--------       ACK: the lag (updates since the read)
-    DONE (or DONE failed)           -------->       once per server rank, after k's last batch
+    worker k                                   the rank that serves partition s
+    PULL s                       -------->      (first step only)
+                                 <--------      VALUES s: its version and parameters
+    ... forward and backward on one batch ...
+    PUSH s, version read, reply? -------->      applied at once, one push at a time;
+                                 <--------      s = 0: VALUES (the next step's parameters),
+                                                the last step: ACK; other s: no reply yet
+    PULL s (s > 0)               -------->
+                                 <--------      VALUES s, with the lag of k's last push to s
+    DONE (or DONE failed)        -------->      once per server rank, after k's last batch
+
+A push to partition 0 is answered with the values of the next step, so with
+one server (the default) a step costs a single round trip. The other
+partitions are pulled only after that answer: in stale mode the keeper may
+hold it back, and what k reads of every partition must be read after the
+wait, or other workers could move those partitions meanwhile and break the
+bound. Each answer carries the *lag* of the push it follows: the number of
+updates the server applied between k's read and k's push (its staleness).
 
 The same code runs in both places; only where the servers sit differs:
 
@@ -31,24 +42,24 @@ The same code runs in both places; only where the servers sit differs:
 
 Stale-synchronous waiting. The rank that serves partition 0 keeps the clocks:
 worker k's clock is the number of its pushes that partition 0 has applied.
-Every step starts with a PULL of partition 0, and the keeper holds back its
-answer while k is more than ``staleness`` steps ahead of the slowest worker
-that has not finished (the thread version's ``_Clocks``, as messages). The
-time a reply was held back travels with it (``wait_time_s``).
+It holds back the values it owes k (the answer to k's push or pull of
+partition 0) while k is more than ``staleness`` steps ahead of the slowest
+worker that has not finished: the thread version's ``_Clocks``, as messages.
+How long an answer was held back travels with it (``wait_time_s``).
 
 Failures. A worker whose step raises sends DONE marked failed and returns
-its error; the keeper then answers every PULL with STOP, so the other workers
-finish at their next step instead of waiting for the failed one, and the
-strategy raises ``WorkerError`` naming the worker (under MPI on every rank:
-every rank receives every worker's summary). A worker process that dies
-(SIGKILL) is noticed by the process executor within a fraction of a second;
-it aborts the world, which releases the servers' thread and the other workers.
+its error; the keeper then answers with STOP instead of values, so the other
+workers finish at their next step instead of waiting for the failed one, and
+the strategy raises ``WorkerError`` naming the worker (under MPI on every
+rank: every rank receives every worker's summary). A worker process that
+dies (SIGKILL) is noticed by the process executor within a fraction of a
+second; it aborts the world, which releases the servers' thread and the
+other workers.
 
-Every message is one uint8 array: a header of four int64 (kind, partition,
-two numbers) and a body (parameter or gradient bytes; a push's body starts
-with one byte per parameter of the partition saying whether it has a
-gradient, then the gradients: raw, or the bytes of ``encode_arrays`` when the
-workers compress).
+Every message is one uint8 array: a header of five int64 (kind, partition
+and three numbers) and a body: parameter bytes, or for a push one byte per
+parameter of the partition saying whether it has a gradient, then the
+gradients (raw, or the bytes of ``encode_arrays`` when the workers compress).
 """
 from __future__ import annotations
 
@@ -70,25 +81,28 @@ REPLY_TAG = 72
 
 #: Message kinds.
 PULL, PUSH, DONE, VALUES, ACK, STOP = 1, 2, 3, 4, 5, 6
-_HEADER = 4  # int64 fields
+#: What a PUSH asks for in reply: nothing yet (the next PULL's answer carries its lag), the
+#: next step's values, or an ACK (the last push of the epoch).
+LATER, THEN_VALUES, THEN_ACK = 0, 1, 2
+_HEADER = 5  # int64 fields: kind, partition, and three numbers
 
 
-def message(kind: int, part: int = 0, a: int = 0, b: int = 0, body: Sequence[Any] = ()) -> np.ndarray:
-    """One message: the header (kind, partition, a, b) and the bytes of ``body``'s arrays, as uint8."""
-    pieces = [np.array([kind, part, a, b], dtype=np.int64).view(np.uint8)]
+def message(kind: int, part: int = 0, a: int = 0, b: int = 0, c: int = 0, body: Sequence[Any] = ()) -> np.ndarray:
+    """One message: the header (kind, partition, a, b, c) and the bytes of ``body``'s arrays, as uint8.
+
+    Requests use a, b for (version read, reply wanted), DONE uses a for "failed";
+    replies use a, b, c for (version, lag of the push answered, nanoseconds held back).
+    """
+    pieces = [np.array([kind, part, a, b, c], dtype=np.int64).view(np.uint8)]
     pieces += [np.ascontiguousarray(piece).reshape(-1).view(np.uint8) for piece in body]
     return np.concatenate(pieces)
 
 
-def read_message(raw: Any) -> tuple[int, int, int, int, np.ndarray]:
-    """(kind, partition, a, b, body bytes) of a message."""
+def read_message(raw: Any) -> tuple[int, int, int, int, int, np.ndarray]:
+    """(kind, partition, a, b, c, body bytes) of a message."""
     raw = np.asarray(raw, dtype=np.uint8).reshape(-1)
-    kind, part, a, b = (int(v) for v in raw[:_HEADER * 8].copy().view(np.int64))
-    return kind, part, a, b, raw[_HEADER * 8:]
-
-
-def _values(pairs: Sequence[tuple[str, Any]]) -> list[Any]:
-    return [p.data for _, p in pairs]
+    kind, part, a, b, c = (int(v) for v in raw[:_HEADER * 8].copy().view(np.int64))
+    return kind, part, a, b, c, raw[_HEADER * 8:]
 
 
 def _load(body: np.ndarray, targets: Sequence[Any]) -> None:
@@ -124,20 +138,23 @@ class ServerRank:
         self.clock = {rank: 0 for rank in self.workers}
         self.done: set[int] = set()
         self.failed: int | None = None
-        self.held: list[tuple[int, float]] = []  # PULLs of partition 0 held back: (worker rank, since)
+        #: The values of partition 0 owed to a worker and held back (stale mode): (rank, lag, since).
+        self.held: list[tuple[int, int, float]] = []
+        #: (worker rank, partition) -> the lag of its last push, told with the next answer.
+        self.untold: dict[tuple[int, int], int] = {}
 
     def serve(self) -> None:
         """Answer PULL, PUSH and DONE messages, one at a time, until every worker has sent DONE."""
         while len(self.done) < len(self.workers):
             source, raw = self.comm.recv_any(REQUEST_TAG)
-            kind, part, a, b, body = read_message(raw)
+            kind, part, a, b, _, body = read_message(raw)
             if source not in self.clock:
                 raise ValueError(f"parameter server: a message from rank {source}, which is not a worker "
                                  f"(workers: {self.workers})")
             if kind == PULL:
-                self._pull(source, part)
+                self._answer(source, part, self.untold.pop((source, part), 0))
             elif kind == PUSH:
-                self._push(source, part, a, body)
+                self._push(source, part, a, b, body)
             elif kind == DONE:
                 self.done.add(source)
                 if a and self.failed is None:
@@ -152,16 +169,22 @@ class ServerRank:
                              f"{self.comm.rank} does not keep (it keeps {sorted(self.shards)})")
         return self.shards[part]
 
-    def _pull(self, source: int, part: int) -> None:
+    def _answer(self, source: int, part: int, lag: int) -> None:
+        """Send ``source`` partition ``part``'s values, unless the keeper must stop or hold them back."""
         shard = self._shard(part, source)
         if part == 0 and self.keeps_clocks:
             if self.failed is not None:
-                self.comm.send(message(STOP), source, REPLY_TAG)
+                self.comm.send(message(STOP, part, 0, lag), source, REPLY_TAG)
                 return
             if not self._may_go(source):
-                self.held.append((source, time.perf_counter()))
+                self.held.append((source, lag, time.perf_counter()))
                 return
-        self.comm.send(message(VALUES, part, shard.version, 0, _values(shard.pairs)), source, REPLY_TAG)
+        self._send_values(source, part, lag, 0)
+
+    def _send_values(self, source: int, part: int, lag: int, waited_ns: int) -> None:
+        shard = self.shards[part]
+        self.comm.send(message(VALUES, part, shard.version, lag, waited_ns, [p.data for _, p in shard.pairs]),
+                       source, REPLY_TAG)
 
     def _may_go(self, rank: int) -> bool:
         """Stale mode: is worker ``rank`` at most ``bound`` steps ahead of the slowest still training?"""
@@ -171,20 +194,18 @@ class ServerRank:
         return self.clock[rank] - min(active) <= self.bound
 
     def _release(self) -> None:
-        """Answer the held PULLs that may go now (all of them, with STOP, after a failure)."""
+        """Send the held-back values that may go now (STOP instead, after a failure)."""
         still = []
-        for source, since in self.held:
+        for source, lag, since in self.held:
             if self.failed is not None:
-                self.comm.send(message(STOP), source, REPLY_TAG)
+                self.comm.send(message(STOP, 0, 0, lag), source, REPLY_TAG)
             elif self._may_go(source):
-                waited_ns = int((time.perf_counter() - since) * 1e9)
-                shard = self.shards[0]
-                self.comm.send(message(VALUES, 0, shard.version, waited_ns, _values(shard.pairs)), source, REPLY_TAG)
+                self._send_values(source, 0, lag, int((time.perf_counter() - since) * 1e9))
             else:
-                still.append((source, since))
+                still.append((source, lag, since))
         self.held = still
 
-    def _push(self, source: int, part: int, read: int, body: np.ndarray) -> None:
+    def _push(self, source: int, part: int, read: int, reply: int, body: np.ndarray) -> None:
         shard = self._shard(part, source)
         names = [name for name, _ in shard.pairs]
         present = [name for name, flag in zip(names, body[:len(names)]) if flag]
@@ -195,10 +216,16 @@ class ServerRank:
         else:
             gradients = {name: np.empty_like(like[name]) for name in present}
             _load(wire, [gradients[name] for name in present])
-        replaced = shard.apply(gradients)
-        self.comm.send(message(ACK, part, replaced - read, shard.version), source, REPLY_TAG)
+        lag = shard.apply(gradients) - read
         if part == 0 and self.keeps_clocks:
             self.clock[source] += 1
+        if reply == THEN_VALUES:
+            self._answer(source, part, lag)
+        elif reply == THEN_ACK:
+            self.comm.send(message(ACK, part, shard.version, lag), source, REPLY_TAG)
+        else:
+            self.untold[(source, part)] = lag
+        if part == 0 and self.keeps_clocks:
             self._release()
 
 
@@ -223,18 +250,20 @@ class WorkerPlan:
     compressor: Any = None
 
 
-def _ask(comm: Any, rank: int, part: int) -> tuple[int, int, int, int, np.ndarray]:
-    reply = read_message(comm.recv(rank, REPLY_TAG))
-    if reply[0] != STOP and reply[1] != part:
-        raise RuntimeError(f"parameter server: asked rank {rank} for partition {part}, got partition {reply[1]}")
-    return reply
+def _reply(comm: Any, rank: int, part: int) -> tuple[int, int, int, int, np.ndarray]:
+    """(kind, version, lag, nanoseconds held back, body) of the next answer from ``rank`` about ``part``."""
+    kind, got, version, lag, waited_ns, body = read_message(comm.recv(rank, REPLY_TAG))
+    if got != part:
+        raise RuntimeError(f"parameter server: expected an answer about partition {part} from rank {rank}, "
+                           f"got one about partition {got}")
+    return kind, version, lag, waited_ns, body
 
 
 def work(worker: Any, plan: WorkerPlan) -> dict:
     """Worker k's epoch: for each batch pull, compute, push; a summary of what happened.
 
     Returns {"losses", "lags", "waits", "error", "traceback"}: each step's
-    loss and staleness, the seconds each held-back pull waited, and None or
+    loss and staleness, the seconds each held-back answer waited, and None or
     the error that stopped the worker, as text (reported by the strategy).
     """
     comm, model = worker.world, worker.model
@@ -254,23 +283,34 @@ def work(worker: Any, plan: WorkerPlan) -> dict:
     if hasattr(model, "train"):
         model.train()
     summary: dict[str, Any] = {"losses": [], "lags": [], "waits": [], "error": None, "traceback": ""}
-    ranks = plan.server_ranks
+    ranks, groups = plan.server_ranks, plan.groups
+
+    def load(part: int, body: np.ndarray) -> None:
+        _load(body, [params[name].data for name in groups[part]])
+
     try:
-        for x, y in plan.batches:
-            comm.send(message(PULL, 0), ranks[0], REQUEST_TAG)  # first: the keeper may hold it back
-            kind, _, version, waited_ns, body = _ask(comm, ranks[0], 0)
+        read = [0] * len(ranks)
+        if plan.batches:
+            comm.send(message(PULL, 0), ranks[0], REQUEST_TAG)
+            kind, read[0], _, waited_ns, body = _reply(comm, ranks[0], 0)
+        last = len(plan.batches) - 1
+        for i, (x, y) in enumerate(plan.batches):
+            # Partition 0's values (the answer to the previous push, or the first pull) come first:
+            # the keeper may have held them back, and every other partition is read after that.
             if kind == STOP:  # another worker failed: stop, it is reported
                 break
             if waited_ns:
                 summary["waits"].append(waited_ns / 1e9)
-            read = [version]
-            _load(body, [params[name].data for name in plan.groups[0]])
+            load(0, body)
+            lags = [summary["lags"].pop()] if i else []  # the last step's lag, completed below
             for s in range(1, len(ranks)):
                 comm.send(message(PULL, s), ranks[s], REQUEST_TAG)
             for s in range(1, len(ranks)):
-                _, _, version, _, body = _ask(comm, ranks[s], s)
-                read.append(version)
-                _load(body, [params[name].data for name in plan.groups[s]])
+                _, read[s], lag, _, part_body = _reply(comm, ranks[s], s)
+                load(s, part_body)
+                lags.append(lag)
+            if i:
+                summary["lags"].append(max(lags))
             if plan.delay:
                 time.sleep(plan.delay)
             model.clear_grads()
@@ -279,14 +319,15 @@ def work(worker: Any, plan: WorkerPlan) -> dict:
             loss.unchain_backward()
             grads = {name: p.grad.data.astype(p.data.dtype, copy=False)
                      for name, p in params.items() if p.grad is not None}
-            for s, names in enumerate(plan.groups):
-                comm.send(_push_message(s, read[s], names, grads, compressor), ranks[s], REQUEST_TAG)
-            lag = 0
-            for s in range(len(ranks)):
-                _, _, replaced_lag, _, _ = _ask(comm, ranks[s], s)
-                lag = max(lag, replaced_lag)
-            summary["lags"].append(lag)
             summary["losses"].append(float(loss.item()))
+            for s, names in enumerate(groups):
+                reply = THEN_ACK if i == last else THEN_VALUES if s == 0 else LATER
+                comm.send(_push_message(s, read[s], reply, names, grads, compressor), ranks[s], REQUEST_TAG)
+            if i == last:
+                summary["lags"].append(max(_reply(comm, ranks[s], s)[2] for s in range(len(ranks))))
+            else:  # partition 0's answer: the next step's values (or STOP), and this push's lag so far
+                kind, read[0], lag, waited_ns, body = _reply(comm, ranks[0], 0)
+                summary["lags"].append(lag)
     except Exception as error:  # reported by the strategy, naming this worker
         summary["error"] = f"{type(error).__name__}: {error}"
         summary["traceback"] = "".join(traceback.format_exception(error))
@@ -299,14 +340,15 @@ def work(worker: Any, plan: WorkerPlan) -> dict:
     return summary
 
 
-def _push_message(part: int, read: int, names: Sequence[str], grads: dict[str, Any], compressor: Any) -> np.ndarray:
+def _push_message(part: int, read: int, reply: int, names: Sequence[str], grads: dict[str, Any],
+                  compressor: Any) -> np.ndarray:
     """PUSH of partition ``part``: which names have a gradient, then the gradients (compressed, if asked)."""
     present = [name for name in names if name in grads]
     mask = np.array([name in grads for name in names], dtype=np.uint8)
     if compressor is not None:
         wire = encode_arrays(compressor, {name: grads[name] for name in present}, present)
-        return message(PUSH, part, read, 0, [mask, wire])
-    return message(PUSH, part, read, 0, [mask] + [grads[name] for name in present])
+        return message(PUSH, part, read, reply, body=[mask, wire])
+    return message(PUSH, part, read, reply, body=[mask] + [grads[name] for name in present])
 
 
 def run_rank(worker: Any, plan: WorkerPlan | None, server: ServerRank | None) -> dict | None:
