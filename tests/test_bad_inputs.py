@@ -164,6 +164,16 @@ case("SGD weight_decay -1", ValueError, ["SGD", "weight_decay"], lambda: optim.S
 case("SGD max_grad_norm 0", ValueError, ["SGD", "max_grad_norm"], lambda: optim.SGD(nn.Linear(2, 2), lr=0.1, max_grad_norm=0))
 case("Adam beta1 1.5", ValueError, ["Adam", "beta1", "1.5"], lambda: optim.Adam(nn.Linear(2, 2), beta1=1.5))
 case("SGD empty", ValueError, ["SGD", "empty"], lambda: optim.SGD([], lr=0.1))
+case("Adam beta1 str", ValueError, ["Adam", "beta1", "'0.9'"], lambda: optim.Adam(nn.Linear(2, 2), beta1="0.9"))
+case("Adam eps inf", ValueError, ["Adam", "eps", "finite", "inf"], lambda: optim.Adam(nn.Linear(2, 2), eps=float("inf")))
+case("AdaGrad eps str", ValueError, ["AdaGrad", "eps", "'1e-8'"], lambda: optim.AdaGrad(nn.Linear(2, 2), eps="1e-8"))
+case("RMSprop decay str", ValueError, ["RMSprop", "decay", "'0.9'"], lambda: optim.RMSprop(nn.Linear(2, 2), decay="0.9"))
+case("Momentum momentum str", ValueError, ["Momentum", "momentum", "'0.9'"],
+     lambda: optim.Momentum(nn.Linear(2, 2), momentum="0.9"))
+case("Momentum nesterov 'no'", TypeError, ["Momentum", "nesterov", "True or False", "'no'"],
+     lambda: optim.Momentum(nn.Linear(2, 2), nesterov="no"))
+case("clip_grad_norm str", ValueError, ["clip_grad_norm", "max_norm", "'1'"],
+     lambda: optim.clip_grad_norm(nn.Linear(2, 2), "1"))
 case("SGD non-parameter", TypeError, ["SGD", "int"], lambda: optim.SGD([3], lr=0.1))
 case("SGD duplicate names", ValueError, ["SGD", "'w'", "unique"],
      lambda: optim.SGD([("w", nn.Parameter(f32(2))), ("w", nn.Parameter(f32(2)))], lr=0.1))
@@ -224,6 +234,21 @@ case("Trainer.train before init", ValueError, ["Trainer.train", "init"], lambda:
 # objects the Trainer calls only at the end of the first epoch: refused when they are passed in
 case("Trainer evaluator str", TypeError, ["Trainer", "evaluator", "AccuracyEval()", "'accuracy'"],
      lambda: Trainer(1, evaluator="accuracy"))
+
+
+def _train_shuffled(shuffle):
+    model = nn.Linear(2, 2)
+    trainer = Trainer(1, progress=None).init(ArrayDataset(f32(4, 2), np.zeros((4, 2)), 2), model, _Mse(),
+                                             optim.SGD(model, lr=0.1))
+    trainer.train(shuffle=shuffle)
+
+
+case("Trainer.train shuffle 'no'", TypeError, ["Trainer.train", "shuffle", "True or False", "'no'"],
+     lambda: _train_shuffled("no"))
+case("Trainer checkpoint_path directory", IsADirectoryError, ["Trainer", "checkpoint_path", "directory", "checkpoint.npz"],
+     lambda: Trainer(1, checkpoint_path="."))
+case("Trainer checkpoint_path missing directory", FileNotFoundError, ["Trainer", "checkpoint_path", "does not exist"],
+     lambda: Trainer(1, checkpoint_path="no/such/directory/checkpoint.npz"))
 case("Trainer monitor int", TypeError, ["Trainer", "monitor", "int 3"], lambda: Trainer(1, monitor=3))
 case("Trainer stream file name", TypeError, ["Trainer", "stream", "write()", "'log.txt'"],
      lambda: Trainer(1, stream="log.txt"))

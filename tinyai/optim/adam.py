@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from tinyai.optim.kernels import adam_update
-from tinyai.optim.optimizer import Optimizer
+from tinyai.backend.settings import is_number
+from tinyai.optim.optimizer import Optimizer, check_eps
 
 
 class Adam(Optimizer):
@@ -33,10 +34,9 @@ class Adam(Optimizer):
                  eps: float = 1e-8, weight_decay: float = 0.0, max_grad_norm: float | None = None) -> None:
         name = type(self).__name__
         for label, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"{name}: {label} must lie in [0, 1), got {beta}")
-        if not eps > 0:
-            raise ValueError(f"{name}: eps must be > 0, got {eps}")
+            if not is_number(beta) or not 0.0 <= beta < 1.0:
+                raise ValueError(f"{name}: {label} must lie in [0, 1), got {beta!r}")
+        check_eps(eps, name)
         self.beta1 = float(beta1)
         self.beta2 = float(beta2)
         self.eps = float(eps)

@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from tinyai.optim.kernels import adagrad_update, rmsprop_update
-from tinyai.optim.optimizer import Optimizer
+from tinyai.backend.settings import is_number
+from tinyai.optim.optimizer import Optimizer, check_eps
 
 
 class AdaGrad(Optimizer):
@@ -24,8 +25,7 @@ class AdaGrad(Optimizer):
 
     def __init__(self, params: Any, lr: float = 0.01, eps: float = 1e-8, weight_decay: float = 0.0,
                  max_grad_norm: float | None = None) -> None:
-        if not eps > 0:
-            raise ValueError(f"AdaGrad: eps must be > 0, got {eps}")
+        check_eps(eps, "AdaGrad")
         self.eps = float(eps)
         super().__init__(params, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
 
@@ -49,10 +49,9 @@ class RMSprop(Optimizer):
 
     def __init__(self, params: Any, lr: float = 0.01, decay: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, max_grad_norm: float | None = None) -> None:
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"RMSprop: decay must lie in [0, 1), got {decay}")
-        if not eps > 0:
-            raise ValueError(f"RMSprop: eps must be > 0, got {eps}")
+        if not is_number(decay) or not 0.0 <= decay < 1.0:
+            raise ValueError(f"RMSprop: decay must lie in [0, 1), got {decay!r}")
+        check_eps(eps, "RMSprop")
         self.decay = float(decay)
         self.eps = float(eps)
         super().__init__(params, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)

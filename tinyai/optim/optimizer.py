@@ -75,6 +75,12 @@ def named_parameters_of(source: Any, where: str) -> list[tuple[str, Variable]]:
     return pairs
 
 
+def check_eps(eps: Any, where: str) -> None:
+    """Refuse an ``eps`` that is not a finite number > 0 (an infinite one would make every step 0)."""
+    if not is_number(eps) or not eps > 0:
+        raise ValueError(f"{where}: eps must be > 0, got {eps!r} (a finite number)")
+
+
 def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
     """Scale all gradients together so that their global L2 norm is at most ``max_norm``.
 
@@ -99,8 +105,8 @@ def clip_grad_norm(params: Any, max_norm: float, eps: float = 1e-6) -> float:
         and nothing is scaled: the caller should see the problem, not get
         gradients silently zeroed.
     """
-    if not max_norm > 0:
-        raise ValueError(f"clip_grad_norm: max_norm must be > 0, got {max_norm}")
+    if not is_number(max_norm) or not max_norm > 0:
+        raise ValueError(f"clip_grad_norm: max_norm must be > 0, got {max_norm!r} (a finite number)")
     with_grad = [p for _, p in named_parameters_of(params, "clip_grad_norm") if p.grad is not None]
     total_sq = 0.0
     for p in with_grad:

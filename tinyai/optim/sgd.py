@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from tinyai.optim.kernels import momentum_update, sgd_update
+from tinyai.backend.settings import bool_setting, is_number
 from tinyai.optim.optimizer import Optimizer
 
 
@@ -50,10 +51,10 @@ class Momentum(Optimizer):
 
     def __init__(self, params: Any, lr: float = 0.01, momentum: float = 0.9, nesterov: bool = False,
                  weight_decay: float = 0.0, max_grad_norm: float | None = None) -> None:
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"Momentum: momentum must lie in [0, 1), got {momentum}")
+        if not is_number(momentum) or not 0.0 <= momentum < 1.0:
+            raise ValueError(f"Momentum: momentum must lie in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
-        self.nesterov = bool(nesterov)
+        self.nesterov = bool_setting(nesterov, "Momentum", "nesterov")
         super().__init__(params, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
 
     def _update_one(self, data: Any, grad: Any, state: dict[str, Any], step: int) -> None:

@@ -62,5 +62,14 @@ def check_trainer_settings(checkpoint_path: Any, enable_parallel: Any, monitor: 
     if checkpoint_path is not None and not isinstance(checkpoint_path, (str, os.PathLike)):
         raise TypeError(f"Trainer: checkpoint_path must be a path (str or os.PathLike) or None, "
                         f"got {type(checkpoint_path).__name__} {checkpoint_path!r}")
+    if checkpoint_path is not None:
+        # The first checkpoint is written after the first epoch: a path that cannot take it fails now.
+        path = os.path.abspath(os.fspath(checkpoint_path))
+        if not os.fspath(checkpoint_path) or os.path.isdir(path):
+            raise IsADirectoryError(f"Trainer: checkpoint_path {os.fspath(checkpoint_path)!r} is a directory; "
+                                    "give a file name such as checkpoint.npz")
+        if not os.path.isdir(os.path.dirname(path)):
+            raise FileNotFoundError(f"Trainer: checkpoint_path {os.fspath(checkpoint_path)!r}: directory "
+                                    f"{os.path.dirname(path)!r} does not exist")
     # "no" and "False" are true to Python: refuse rather than train in parallel by surprise.
     bool_setting(enable_parallel, "Trainer", "enable_parallel")

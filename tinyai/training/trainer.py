@@ -29,7 +29,7 @@ from typing import Any, TextIO
 
 from tinyai.autograd import Variable
 from tinyai.backend import Device, as_device, get_state
-from tinyai.backend.settings import int_setting
+from tinyai.backend.settings import bool_setting, int_setting
 from tinyai.parallel.executor.base import WorkerError
 from tinyai.parallel.options import ParallelOptions
 from tinyai.training.checkpoint import load_checkpoint, save_checkpoint
@@ -292,6 +292,7 @@ class Trainer:
             (``None`` where a metric was not measured).
         """
         self._require_init("train")
+        shuffle = bool_setting(shuffle, "Trainer.train", "shuffle")
         self._parallel.check_open("Trainer.train")
         try:
             with device_scope(self.model):  # new arrays and kernels on the model's GPU
