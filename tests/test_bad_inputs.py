@@ -109,6 +109,12 @@ case("reshape float shape", TypeError, ["reshape", "must be ints", "2.0"], lambd
 for fn_name, fn in [("softmax", F.softmax), ("log_softmax", F.log_softmax)]:
     case(f"{fn_name} axis 2", ValueError, [fn_name, "axis 2", "out of range"], lambda fn=fn: fn(var(2, 3), axis=2))
     case(f"{fn_name} str axis", TypeError, [fn_name, "must be an int"], lambda fn=fn: fn(var(2, 3), axis="1"))
+case("clip NaN bound", ValueError, ["clip", "NaN", "None"], lambda: F.clip(var(3), float("nan"), 1.0))
+case("leaky_relu slope str", ValueError, ["leaky_relu", "slope", "'0.1'"], lambda: F.leaky_relu(var(3), "0.1"))
+case("LeakyReLU slope str", ValueError, ["LeakyReLU", "slope", "'0.1'"], lambda: nn.LeakyReLU("0.1"))
+for delta in (0, -1.0, float("nan"), "1"):
+    case(f"huber_loss delta {delta!r}", ValueError, ["huber_loss", "delta", "> 0", repr(delta)],
+         lambda d=delta: F.huber_loss(f32(2), f32(2), delta=d))
 case("clip lo > hi", ValueError, ["clip", "lo=2", "hi=1", "empty"], lambda: F.clip(var(3), 2, 1))
 case("clip str bound", TypeError, ["clip", "'1'"], lambda: F.clip(var(3), "1", None))
 case("reshape size", ValueError, ["reshape", "(6,)", "(4, 2)"], lambda: F.reshape(var(6), (4, 2)))
@@ -264,6 +270,11 @@ for label, value in [("'no'", "no"), ("'False'", "False"), ("0", 0), ("None", No
          lambda v=value: nn.Conv2d(1, 2, 3, bias=v))
     case(f"ArrayDataset drop_last {label}", TypeError, ["ArrayDataset", "drop_last", "True or False"],
          lambda v=value: ArrayDataset(f32(4, 2), np.zeros(4), 2, drop_last=v))
+case("backward create_graph 'no'", TypeError, ["backward", "create_graph", "True or False", "'no'"],
+     lambda: (var(2) * 2).sum().backward(create_graph="no"))
+case("backward retain_grad 'yes'", TypeError, ["backward", "retain_grad", "'yes'"],
+     lambda: (var(2) * 2).sum().backward(retain_grad="yes"))
+case("Layer.train 'no'", TypeError, ["Linear.train", "mode", "True or False", "'no'"], lambda: nn.Linear(2, 2).train("no"))
 case("F.mean axis True", TypeError, ["mean", "axis", "bool True"], lambda: F.mean(var(2, 3), axis=True))
 case("F.max axis repeated", ValueError, ["max", "axis=(0, -2)", "twice", "(2, 3)"], lambda: F.max(var(2, 3), axis=(0, -2)))
 case("F.logsumexp axis 5", ValueError, ["logsumexp", "axis 5", "out of range", "shape (2, 3)"],

@@ -233,6 +233,9 @@ class Variable:
         ``p.grad.data`` in place (``clip_grad_norm`` does, and gives a
         read-only one a new, scaled array).
         """
+        # create_graph="no" is true to Python, and would record a graph nobody asked for.
+        retain_grad = bool_setting(retain_grad, "backward", "retain_grad")
+        create_graph = bool_setting(create_graph, "backward", "create_graph")
         xp = get_array_module(self.data)
         if grad is None:
             if self.data.size != 1:

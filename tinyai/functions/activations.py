@@ -10,6 +10,7 @@ from typing import Any
 
 from tinyai.autograd import Function, Variable
 from tinyai.backend import get_array_module
+from tinyai.backend.settings import is_number
 from tinyai.functions.math import tanh
 
 
@@ -99,6 +100,8 @@ def relu(x: Any) -> Variable:
 
 def leaky_relu(x: Any, slope: float = 0.01) -> Variable:
     """Elementwise x if x > 0 else slope * x."""
+    if not is_number(slope):
+        raise ValueError(f"leaky_relu: slope must be a finite number, got {slope!r}")
     return LeakyReLU(slope)(x)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from tinyai.autograd import Function, Variable, as_variable
 from tinyai.backend import get_array_module
+from tinyai.backend.settings import is_number
 from tinyai.functions.activations import sigmoid
 from tinyai.functions.fused import softmax_cross_entropy_grad
 from tinyai.functions.reductions import mean
@@ -154,6 +155,8 @@ def mean_squared_error(prediction: Any, target: Any) -> Variable:
 
 def huber_loss(prediction: Any, target: Any, delta: float = 1.0) -> Variable:
     """Mean Huber loss: squared error near 0, absolute error beyond ``delta``."""
+    if not is_number(delta) or not delta > 0:  # delta <= 0 would make the loss 0 or negative
+        raise ValueError(f"huber_loss: delta must be a finite number > 0, got {delta!r}")
     prediction = as_variable(prediction)
     _check_not_empty("huber_loss", prediction)
     return Huber(delta)(prediction, as_variable(target))

@@ -171,6 +171,8 @@ def clip(x: Any, lo: float | None, hi: float | None) -> Variable:
     for bound in (lo, hi):
         if bound is not None:
             check_number(bound, "clip")
+            if bound != bound:  # NaN would turn every element into NaN
+                raise ValueError(f"clip: a bound is NaN (lo={lo}, hi={hi}); use None for no bound")
     if lo is not None and hi is not None and lo > hi:
         raise ValueError(f"clip: lo={lo} is greater than hi={hi}; the interval [lo, hi] is empty")
     return Clip(lo, hi)(x)

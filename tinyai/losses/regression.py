@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from tinyai.autograd import Variable
+from tinyai.backend.settings import is_number
 from tinyai.functions.loss import huber_loss, mean_squared_error
 from tinyai.losses.base import Loss
 
@@ -41,8 +42,8 @@ class Huber(Loss):
     """
 
     def __init__(self, delta: float = 1.0) -> None:
-        if not delta > 0:
-            raise ValueError(f"Huber: delta must be > 0, got {delta}")
+        if not is_number(delta) or not delta > 0:
+            raise ValueError(f"Huber: delta must be > 0, got {delta!r} (a finite number)")
         self.delta = float(delta)
 
     def compute(self, prediction: Variable, target: Variable) -> Variable:

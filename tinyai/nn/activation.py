@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from tinyai import functions as F
 from tinyai.autograd import Variable
+from tinyai.backend.settings import is_number
 from tinyai.nn.layer import Layer
 
 
@@ -25,6 +26,8 @@ class LeakyReLU(Layer):
 
     def __init__(self, slope: float = 0.01, name: str | None = None) -> None:
         super().__init__(name)
+        if not is_number(slope):  # float("0.1") would take a string without a word
+            raise ValueError(f"LeakyReLU: slope must be a finite number, got {slope!r}")
         self.slope = float(slope)
 
     def forward(self, x: Any) -> Variable:

@@ -37,6 +37,7 @@ from tinyai.autograd import Variable, as_variable
 from tinyai.backend import get_array_module, is_array, to_cpu
 from tinyai.backend.device import CPU, Device, as_device, device_of
 from tinyai.backend.pytorch_names import attribute_error
+from tinyai.backend.settings import bool_setting
 from tinyai.nn.parameter import Parameter
 
 _PARAM, _BUFFER, _LAYER = "param", "buffer", "layer"
@@ -188,8 +189,9 @@ class Layer:
 
     def train(self, mode: bool = True) -> "Layer":
         """Put this layer and all below it in train mode (or test mode with False); returns self."""
+        mode = bool_setting(mode, f"{type(self).__name__}.train", "mode")  # train("no") is train mode to Python
         for _, layer in self.named_layers():
-            object.__setattr__(layer, "training", bool(mode))
+            object.__setattr__(layer, "training", mode)
         return self
 
     def eval(self) -> "Layer":
