@@ -9,6 +9,7 @@ import pytest
 
 import tinyai as ta
 from tinyai.parallel import DataParallel
+from tinyai.parallel.executor.blas import blas_thread_counts
 from tinyai.parallel.executor.process import ProcessExecutor
 from tinyai.parallel import WorkerError
 
@@ -40,6 +41,25 @@ def _segment_exists(name):
 def _batch(n=8):
     rng = np.random.default_rng(0)
     return rng.standard_normal((n, 6)).astype(np.float32), rng.standard_normal((n, 3)).astype(np.float32)
+
+
+def _blas_threads(worker):
+    return blas_thread_counts()
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_every_worker_computes_on_one_blas_thread(start_method):
+    # Workers already take one core each; a forked one inherits the master's BLAS threads
+    # (one per core), so two forked workers on two cores used to run four.
+    if not blas_thread_counts():
+        pytest.skip("threadpoolctl is not installed: BLAS thread counts cannot be read")
+    ta.seed(0)
+    executor = ProcessExecutor(TwoLayerNet(), MeanSquared(), 2, start_method=start_method)
+    try:
+        counts = executor.run(_blas_threads)
+    finally:
+        executor.shutdown()
+    assert counts == [[1] * len(blas_thread_counts())] * 2
 
 
 def test_shutdown_leaves_no_process_and_no_segment():

@@ -56,6 +56,21 @@ def single_threaded_blas() -> Iterator[None]:
                 _saved = None
 
 
+def use_one_blas_thread_for_good() -> None:
+    """Limit BLAS to one thread for the rest of this process: a worker process calls it as it starts.
+
+    Worker processes compute side by side, one per core, so each must keep to
+    one BLAS thread. A spawned worker already does (the executor sets
+    OPENBLAS_NUM_THREADS and friends for the fresh interpreter), but a forked
+    one (notebooks, the REPL) inherits BLAS as the master set it up, with a
+    thread per core: two forked workers on two cores ran four BLAS threads and
+    a SimpleConvNet step took twice as long.
+    """
+    controller = _get_controller()
+    if controller:
+        controller.limit(limits=1, user_api="blas")  # never restored: the process exists to be a worker
+
+
 def blas_thread_counts() -> list[int]:
     """The current thread count of every loaded BLAS library (empty without threadpoolctl)."""
     controller = _get_controller()

@@ -24,6 +24,9 @@ again (the workers start as if from an empty main module). When the model's
 classes do live in the script, it must be imported; then a script without the
 guard is refused with an error that says so. A notebook or the REPL (a main
 module without a file) uses 'fork', which copies the running interpreter.
+Either way a worker keeps BLAS to one thread, since the workers already use
+one core each (a spawned one by environment variables, a forked one, which
+inherits the master's BLAS threads, by ``use_one_blas_thread_for_good``).
 
 Failures. A worker that dies is noticed within a fraction of a second; peers
 waiting for its batch statistics are released (its ``ProcessWorld`` is aborted) and
@@ -59,6 +62,7 @@ import numpy as np
 
 from tinyai.parallel.comm.process import ProcessWorld
 from tinyai.parallel.executor.base import Executor, WorkerContext, WorkerError
+from tinyai.parallel.executor.blas import use_one_blas_thread_for_good
 from tinyai.parallel.processor import BatchProcessResult, ParallelBatchProcessor
 
 logger = logging.getLogger(__name__)
@@ -199,6 +203,7 @@ def _worker_main(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, 
                  grad_name: str, world: ProcessWorld, parent_pid: int) -> None:
     """The loop of one worker process: wait for a task, do it, reply."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the master's to handle
+    use_one_blas_thread_for_good()  # a forked worker inherits the master's BLAS threads
     # The communicator's block is attached too, so that the parent watch unlinks it with the others.
     segments = [_attach(name) for name in (param_name, grad_name, world.segment_name)]
     _watch_parent(parent_pid, segments)
