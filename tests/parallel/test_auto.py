@@ -1,4 +1,6 @@
 """auto: measure the candidates, keep the fastest, change nothing."""
+import itertools
+
 import numpy as np
 import pytest
 
@@ -37,6 +39,26 @@ def test_a_backend_that_cannot_start_is_left_out():
     choice = choose_backend(model, MeanSquared(), x, y, workers=2, candidates=("single", "thread"), repeats=1)
     assert choice.backend == "single"
     assert choice.timings == {}  # nothing to measure: only one candidate can run
+
+
+def test_each_timed_step_follows_a_step_of_the_same_candidate(monkeypatch):
+    # Training runs one backend step after step; a step right after another candidate's would pay
+    # for its leftovers (OpenBLAS's spinning second thread), so untimed steps of the same candidate come first.
+    from tinyai.parallel.engine import DataParallel
+
+    calls = []
+    real_single, real_parallel = auto._single_step, DataParallel.compute_gradients
+    monkeypatch.setattr(auto, "_single_step", lambda *a: (calls.append("single"), real_single(*a)))
+    monkeypatch.setattr(DataParallel, "compute_gradients",
+                        lambda self, x, y: (calls.append(self.executor.kind), real_parallel(self, x, y)))
+    ta.seed(0)
+    x = np.ones((4, 6), dtype=np.float32)
+    y = np.ones((4, 3), dtype=np.float32)
+    choose_backend(TwoLayerNet(), MeanSquared(), x, y, workers=2, candidates=("single", "thread"), repeats=3)
+    turns = [name for k, name in enumerate(calls) if k == 0 or calls[k - 1] != name]
+    assert turns == ["single", "thread"] * 3
+    runs = [len(list(group)) for _, group in itertools.groupby(calls)]
+    assert min(runs) >= 2  # at least one untimed step before the timed one
 
 
 # -- auto never changes the trained model ------------------------------------------------------------

@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 #: What auto measures; "mpi" is never a candidate (an MPI job is started by mpiexec, not chosen).
 CANDIDATES = ("single", "thread", "process")
+#: Seconds of untimed steps before each timed one: longer than OpenBLAS's idle threads spin
+#: (2**28 cycles, about 0.1 s) after a multi-threaded product.
+SETTLE_SECONDS = 0.15
 
 
 @dataclass
@@ -53,10 +56,20 @@ def choose_backend(model: Any, loss: Any, x: Any, y: Any, workers: int,
 
     The candidates are timed in turns (single, thread, process, single,
     thread, ...), so a moment when the machine is busy slows all of them
-    alike, and the median of ``repeats`` turns decides. A candidate that
-    cannot start (a model that does not pickle, a model on a device for
-    processes, a script without a ``__main__`` guard) is left out, with its
-    reason logged once. ``model`` itself is never run: see the module docstring.
+    alike, and the median of ``repeats`` turns decides. In its turn a
+    candidate first runs untimed steps for ``SETTLE_SECONDS`` (at least one),
+    then one timed step: training runs one backend step after step, and the
+    untimed steps absorb what the previous candidate left behind (the first
+    turn's also warm caches and workers up). That matters: after
+    single-thread's products on two BLAS threads, OpenBLAS's second thread
+    spins on its core for about 0.1 s waiting for more work, and a two-worker
+    step started meanwhile loses much of a core to it (SimpleConvNet, batch
+    256: 72 ms instead of 39 ms), which made the parallel candidates look
+    slower than they train.
+
+    A candidate that cannot start (a model that does not pickle, a model on
+    a device for processes, a script without a ``__main__`` guard) is left
+    out, with its reason logged once. ``model`` itself is never run: see the module docstring.
     With ``keep_engine`` the winner's engine is returned running (its
     replicas equal the master), so training does not start it a second time.
     """
@@ -94,12 +107,15 @@ def choose_backend(model: Any, loss: Any, x: Any, y: Any, workers: int,
         if not steps:
             raise RuntimeError("auto: no candidate backend could run a step")
         samples: dict[str, list[float]] = {name: [] for name in steps}
-        for turn in range(repeats + 1):
+        for _ in range(repeats):
             for name, step in steps.items():
+                settled = time.perf_counter() + SETTLE_SECONDS
+                step()  # untimed steps absorb what the previous candidate left behind (see above)
+                while time.perf_counter() < settled:
+                    step()
                 start = time.perf_counter()
                 step()
-                if turn > 0:  # the first turn warms caches, pools and workers up
-                    samples[name].append(time.perf_counter() - start)
+                samples[name].append(time.perf_counter() - start)
         timings = {name: _median(values) for name, values in samples.items()}
         best = fastest(timings, list(candidates))
         if keep_engine and best in engines:
