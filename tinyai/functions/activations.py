@@ -34,7 +34,12 @@ class ReLU(Function):
 
     def forward(self, x):
         self.mask = x > 0  # where the gradient passes: a constant for backward, kept as booleans
-        return get_array_module(x).maximum(x, 0)
+        # Against an array of zeros rather than the number 0: NumPy (2.4) runs
+        # maximum with a scalar operand in a loop two to three times slower
+        # than its vector loop for two arrays, zeros included.
+        xp = get_array_module(x)
+        y = xp.zeros_like(x)  # in x's memory layout
+        return xp.maximum(x, y, out=y)
 
     def backward(self, gy):
         return gy * self.mask

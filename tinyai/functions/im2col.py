@@ -180,14 +180,29 @@ def blocks_to_image(blocks: Any, img_shape: Sequence[int], kernel: Pair, stride:
     if xp.__name__ == "cupy":  # one gather kernel instead of kh * kw additions
         return blocks_to_image_gather(blocks, img_shape, kernel, stride, pad)
     n, c, h, w = img_shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, pad
-    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
-    # stride - 1 spare rows/columns keep every slice below exactly oh (ow) long.
-    img = xp.zeros((n, h + 2 * ph + sh - 1, w + 2 * pw + sw - 1, c), dtype=blocks.dtype)
+    img = padded_image_for_blocks(xp, img_shape, kernel, stride, pad, blocks.dtype)
+    add_blocks(img, blocks, kernel, stride, (conv_output_size(h, kernel[0], stride[0], pad[0]),
+                                             conv_output_size(w, kernel[1], stride[1], pad[1])))
+    return img[:, pad[0]:pad[0] + h, pad[1]:pad[1] + w, :].transpose(0, 3, 1, 2)
+
+
+def padded_image_for_blocks(xp: Any, img_shape: Sequence[int], kernel: Pair, stride: Pair, pad: Pair,
+                            dtype: Any) -> Any:
+    """The zero canvas ``add_blocks`` adds into: the (N, C, H, W) image padded, channels last,
+    with stride - 1 spare rows and columns so that every window slice is exactly OH (OW) long."""
+    n, c, h, w = img_shape
+    (sh, sw), (ph, pw) = stride, pad
+    return xp.zeros((n, h + 2 * ph + sh - 1, w + 2 * pw + sw - 1, c), dtype=dtype)
+
+
+def add_blocks(img: Any, blocks: Any, kernel: Pair, stride: Pair, out_size: Pair) -> None:
+    """Add ``blocks`` (kh * kw, n * OH * OW, C) into the padded channels-last ``img`` (n, ., ., C):
+    block (i, j) into the strided slice of window element (i, j), one array addition each."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_size
+    n, c = img.shape[0], img.shape[3]
     for i in range(kh):
         for j in range(kw):
             img[:, i:i + sh * oh:sh, j:j + sw * ow:sw, :] += blocks[i * kw + j].reshape(n, oh, ow, c)
-    return img[:, ph:ph + h, pw:pw + w, :].transpose(0, 3, 1, 2)
 
 
 # -- the differentiable versions -----------------------------------------------------

@@ -52,9 +52,9 @@ def _padded(x: Any, pad: Pair, fill: float) -> Any:
     ph, pw = pad
     if not (ph or pw):
         return x
-    xp = get_array_module(x)
     n, c, h, w = x.shape
-    out = xp.full((n, c, h + 2 * ph, w + 2 * pw), fill, dtype=x.dtype)
+    out = _new_image((n, c, h + 2 * ph, w + 2 * pw), x, _channels_last(x), fill=False)  # x's layout
+    out[...] = fill
     out[:, :, ph:ph + h, pw:pw + w] = x
     return out
 
@@ -65,6 +65,30 @@ def _window_slices(kernel: Pair, stride: Pair, out_size: tuple[int, int]):
     for i in range(kh):
         for j in range(kw):
             yield i, j, (slice(None), slice(None), slice(i, i + sh * oh, sh), slice(j, j + sw * ow, sw))
+
+
+def _window_blocks(padded: Any, kernel: Pair, stride: Pair, out_size: tuple[int, int], channels_last: bool) -> Any:
+    """Element (i, j) of every window as block i * kw + j: a (kh * kw, N, C, OH, OW) copy.
+
+    The windows of im2col, grouped by window position, each block laid out
+    like the image (channels last or first). With C channels last, a window
+    element of one pixel is a run of only C values, and NumPy pays for every
+    run it visits; copying them all out in one strided pass leaves the
+    maximum, the comparisons and the winner masks to run over contiguous
+    blocks, about a third faster than working on the strided slices.
+    """
+    xp = get_array_module(padded)
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out_size
+    n, c = padded.shape[:2]
+    s_n, s_c, s_h, s_w = padded.strides
+    windows = xp.lib.stride_tricks.as_strided(  # a view: (kh, kw, N, C, OH, OW)
+        padded, (kh, kw, n, c, oh, ow), (s_h, s_w, s_n, s_c, s_h * sh, s_w * sw))
+    if channels_last:
+        blocks = xp.empty((kh, kw, n, oh, ow, c), dtype=padded.dtype).transpose(0, 1, 2, 5, 3, 4)
+    else:
+        blocks = xp.empty((kh, kw, n, c, oh, ow), dtype=padded.dtype)
+    blocks[...] = windows
+    return blocks.reshape((kh * kw, n, c, oh, ow))
 
 
 def _channels_last(x: Any) -> bool:
@@ -142,21 +166,16 @@ class MaxPool2d(Function):
             y, self.winner = fused.max_pool_forward(x, out_size, self.kernel, self.stride, self.pad)
             return y
         padded = _padded(x, self.pad, -float("inf"))  # -inf padding never wins a max
-        slices = list(_window_slices(self.kernel, self.stride, out_size))
-        y = padded[slices[0][2]].copy(order="K")  # "K": keep x's memory layout
-        for _, _, index in slices[1:]:
-            xp.maximum(y, padded[index], out=y)
+        windows = _window_blocks(padded, self.kernel, self.stride, out_size, self.channels_last)
+        y = windows.max(axis=0)
         # Which window position won, per window: the first that equals the maximum.
-        self.won = {}
-        open_windows = None
-        for i, j, index in slices:
-            hit = padded[index] == y
-            if open_windows is None:
-                open_windows = ~hit
-            else:
-                hit &= open_windows
-                open_windows &= ~hit
-            self.won[i, j] = hit
+        hits = windows == y
+        open_windows = ~hits[0]
+        for hit in hits[1:]:
+            hit &= open_windows
+            open_windows &= ~hit
+        kw = self.kernel[1]
+        self.won = {(i, j): hits[i * kw + j] for i, j, _ in _window_slices(self.kernel, self.stride, out_size)}
         return y
 
     def backward(self, gy):
