@@ -286,3 +286,26 @@ def test_a_small_cnn_chain_gradchecks_through_every_fast_path(xp, to_xp, rng):
         return F.avg_pool2d(F.conv2d(h, w2, pad=(1, 0)), 2, stride=1)
 
     assert gradcheck(net, *map(to_xp, (x, W1, b1, W2)))
+
+
+def test_convolutions_in_groups_of_images_equal_the_whole_batch(xp, to_xp, rng, monkeypatch):
+    # The fast paths go through the batch in groups of images (GROUP_BYTES);
+    # with a group size of one image every group boundary is crossed.
+    import importlib
+
+    conv_module = importlib.import_module("tinyai.functions.conv")
+    x = rng.standard_normal((5, 3, 7, 6))
+    W, b = rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    assert len(conv_module.image_groups(xp, 5, 8 * 3 * 2 * 3 * 7 * 6)) == 1
+    monkeypatch.setattr(conv_module, "GROUP_BYTES", 1)
+    if xp.__name__ != "cupy":
+        assert conv_module.image_groups(xp, 5, 100) == [slice(i, i + 1) for i in range(5)]
+    y = F.conv2d(to_xp(x), to_xp(W), to_xp(b), stride=(2, 1), pad=(1, 1))
+    np.testing.assert_allclose(host(y), reference_conv2d(x, W, b, (2, 1), (1, 1)), rtol=1e-10, atol=1e-12)
+    v = rng.standard_normal(y.shape)
+    back = F.conv_transpose2d(to_xp(v), to_xp(W), stride=(2, 1), pad=(1, 1), out_size=(7, 6))
+    np.testing.assert_allclose(host(back), reference_conv_transpose2d(v, W, None, (2, 1), (1, 1), (7, 6)),
+                               rtol=1e-10, atol=1e-12)
+    gradcheck(lambda *a: F.conv2d(*a, stride=(2, 1), pad=(1, 1)), *to_xp((x[:3], W, b)))
+    gradcheck(lambda *a: F.conv_transpose2d(*a, stride=(2, 1), pad=(1, 1), out_size=(7, 6)),
+              *to_xp((v[:3], W)))

@@ -164,6 +164,31 @@ def test_pooling_on_channels_last_input_matches_and_keeps_the_layout(xp, to_xp, 
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-12)
 
 
+@pytest.mark.parametrize("pool", [F.max_pool2d, F.avg_pool2d])
+@pytest.mark.parametrize("shape, kernel, stride, pad", [
+    ((2, 3, 8, 6), (2, 2), None, (0, 0)),      # windows tiling the image: one strided copy back
+    ((2, 3, 7, 6), (3, 3), (2, 2), (1, 1)),    # overlapping, padded: slice additions
+    ((1, 5, 5, 7), (2, 3), (1, 2), (1, 0)),    # non-square kernel, odd sizes
+])
+def test_pooling_channels_last_fast_paths_match_loops_and_gradcheck(xp, to_xp, pool, shape, kernel, stride, pad):
+    # With the channels last, pixels are copied whole (tinyai.functions.pooling._copy_pixels).
+    x = distinct(shape, 7)
+    reduce, fill = (np.max, -np.inf) if pool is F.max_pool2d else (np.mean, 0.0)
+    last = to_xp(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(host(pool(last, kernel, stride, pad)),
+                               reference_pool(x, kernel, stride, pad, reduce, fill), rtol=1e-12)
+    gradcheck(lambda v: pool(v, kernel, stride, pad), last)
+
+
+def test_max_pool2d_ties_on_channels_last_input_go_to_the_first_in_row_major_order(xp, to_xp):
+    x = np.zeros((1, 3, 2, 2))
+    x[:, 1] = [[1.0, 2.0], [2.0, 2.0]]
+    v = ta.Variable(to_xp(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2))
+    F.max_pool2d(v, 2).backward(to_xp(np.array([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1)))
+    np.testing.assert_array_equal(host(v.grad)[0], [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 2.0], [0.0, 0.0]],
+                                                     [[3.0, 0.0], [0.0, 0.0]]])
+
+
 def test_max_pool2d_tie_goes_to_the_first_in_row_major_order(xp, to_xp):
     v = ta.Variable(to_xp(np.full((1, 1, 2, 4), 3.0)))
     F.max_pool2d(v, 2).backward(to_xp(np.array([[[[1.0, 2.0]]]])))
