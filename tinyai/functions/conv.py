@@ -8,7 +8,8 @@ out as its own slot, the whole convolution is one tensor contraction:
 The code below computes it with the fast layout of ``window_rows`` (see
 tinyai.functions.im2col): every window is one row of a matrix, so the
 contraction is a single matrix product rows @ W2 with W2 = W laid out as
-(kh, kw, C) by O, and the result comes out channels last, (N, OH, OW, O).
+(kh, kw, C) by O (computed group by group of images, ``GROUP_BYTES``), and
+the result comes out channels last, (N, OH, OW, O).
 It is handed on as a transposed view of shape (N, O, OH, OW): no copy, and
 the next convolution reads it channels last again.
 
@@ -222,7 +223,13 @@ class Conv2dGradW(Function):
         # (O, kh kw C): one product over every window of a group, added up over the groups.
         gW, start = None, 0
         for rows in groups:
-            part = gy_rows[start:start + rows.shape[0]].T @ rows
+            gy_part = gy_rows[start:start + rows.shape[0]]
+            if rows.strides[0] < rows.strides[1]:
+                # Few channels: the rows were built column by column (window_rows),
+                # and BLAS computes this product twice as fast as its transpose.
+                part = (rows.T @ gy_part).T
+            else:
+                part = gy_part.T @ rows
             gW = part if gW is None else gW + part
             start += rows.shape[0]
         kh, kw = self.kernel

@@ -2,19 +2,22 @@
 
 Pooling looks at one kh x kw window per output pixel. With ``im2col`` every
 window gets its own (kh, kw) axes and pooling is a reduction over them
-(docs/convolution.md shows that version). The code below avoids building
-those windows at all: window element (i, j) of every output pixel is one
-strided slice of the (padded) image,
+(docs/convolution.md shows that version). The code below works with the
+same windows grouped by window position: window element (i, j) of every
+output pixel is one strided slice of the (padded) image,
 
     x[:, :, i : i + sh*OH : sh, j : j + sw*OW : sw]      (shape (N, C, OH, OW)),
 
-so a pooling is kh * kw elementwise operations on output-sized arrays, and
-its backward adds kh * kw output-sized arrays into those same slices (the
-col2im of the slices: where windows overlap, the additions accumulate).
+so the windows are kh * kw output-sized blocks. Max pooling copies them out
+once (``_window_blocks``) and reduces over the blocks; average pooling adds
+the slices as they are. A backward pass puts kh * kw output-sized blocks
+back into those same slices (the col2im of the slices, ``_image_from_blocks``:
+where windows overlap, the additions accumulate).
 
 * max pooling: all of each output gradient goes to its window's largest
   element (on a tie, the first in row-major order); forward keeps, per
-  window position (i, j), a boolean mask of the windows that (i, j) won;
+  window position (i, j), a boolean mask of the windows that (i, j) won
+  (one (kh * kw, N, C, OH, OW) array);
 * average pooling: an equal share 1 / (kh kw) to every element, padding
   included (as PyTorch's default ``count_include_pad=True``).
 
