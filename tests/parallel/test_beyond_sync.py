@@ -189,6 +189,8 @@ def test_local_sgd_with_longer_periods_exchanges_less_and_still_learns():
     (dict(parallel_strategy="parameter_server", allreduce_algorithm="ring"), "allreduce_algorithm='ring' applies"),
     (dict(parallel_strategy="local_sgd", compression="zip"), "compression: unknown setting 'zip'"),
     (dict(parallel_strategy="local_sgd", allreduce_algorithm="ring"), "allreduce_algorithm='ring' applies"),
+    (dict(compression="int8", allreduce_algorithm="ring"), "compression='int8' cannot travel by "
+                                                           "allreduce_algorithm='ring'"),
 ])
 def test_bad_settings_are_refused_clearly(settings, match):
     with pytest.raises(ValueError, match=match):

@@ -45,7 +45,8 @@ class ParallelOptions:
             pushes to the servers, or local SGD's parameter deltas; see
             ``tinyai.parallel.compression``).
         allreduce_algorithm: "direct" (the executor adds the gradients) or
-            "ring" (the workers add them among themselves by ring all-reduce).
+            "ring" (the workers add them among themselves by ring all-reduce;
+            not with compression, whose payloads are gathered).
         parallel_strategy: one of ``PARALLEL_STRATEGIES``: synchronous
             all-reduce, parameter servers (``ParameterServer``) or local SGD
             (``LocalSGD``).
@@ -81,6 +82,11 @@ class ParallelOptions:
             raise ValueError(f"data parallel: allreduce_algorithm must be one of {ALLREDUCE_ALGORITHMS}, "
                              f"got {self.allreduce_algorithm!r}")
         get_compressor(self.compression)  # a clear error now for an unknown name, not at the first step
+        if self.compression is not None and self.allreduce_algorithm == "ring":
+            raise ValueError(f"data parallel: compression={self.compression!r} cannot travel by "
+                             "allreduce_algorithm='ring': the ring adds arrays chunk by chunk on the way, and "
+                             "compressed payloads (other entries, other scales) cannot be added until decoded, so "
+                             "they are gathered instead; use allreduce_algorithm='direct' with compression")
         self._check_strategy()
         timeout = self.step_timeout
         if timeout is not None and not (is_number(timeout) and timeout > 0):
