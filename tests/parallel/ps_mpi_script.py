@@ -9,7 +9,9 @@ writes its parameters and ``parallel_stats()`` to OUT_DIR/rank<k>.npz.
 Then the same training is interrupted: one epoch with a checkpoint
 (OUT_DIR/ps.ckpt.npz, written by rank 0 with the servers' state gathered),
 and a new Trainer on every rank resumes from it for the second epoch; its
-parameters go to the same file as ``resumed.<name>``.
+parameters go to the same file as ``resumed.<name>``. The same again with
+``ps_mode="async"`` (ranks 0 and 1 serve, rank 2 is the only worker):
+OUT_DIR/ps_async.ckpt.npz and ``async_resumed.<name>``.
 """
 import sys
 from pathlib import Path
@@ -27,7 +29,7 @@ from tests.parallel.models import MeanSquared, TwoLayerNet
 EPOCHS = 2
 
 
-def train(parallel, epochs=EPOCHS, checkpoint=None, resume=None):
+def train(parallel, epochs=EPOCHS, checkpoint=None, resume=None, mode="sync"):
     """``epochs`` epochs of the float64 MLP (writing ``checkpoint`` after each, or first resuming
     from ``resume``, then training up to EPOCHS); the model, the trainer's stats and its optimizer."""
     rng = np.random.default_rng(4)
@@ -36,7 +38,7 @@ def train(parallel, epochs=EPOCHS, checkpoint=None, resume=None):
         ta.seed(11)
         model = TwoLayerNet()
         options = ({"enable_parallel": True, "parallel_backend": "mpi", "parallel_strategy": "parameter_server",
-                    "num_servers": 2} if parallel else {})
+                    "num_servers": 2, "ps_mode": mode} if parallel else {})
         setup = dict(dataset=ArrayDataset(x, y, batch_size=10), model=model, loss=MeanSquared(),
                      optimizer=Momentum(model, lr=0.1))
         if resume is not None:
@@ -63,6 +65,13 @@ def main(out):
     load_mpi().COMM_WORLD.Barrier()  # rank 0 has written the checkpoint before anyone reads it
     resumed, _, _ = train(True, resume=checkpoint)
     results.update({f"resumed.{name}": p.data for name, p in resumed.named_params()})
+    # ps_mode="async": ranks 0 and 1 serve, rank 2 is the one worker (so it trains like one process).
+    load_mpi().COMM_WORLD.Barrier()
+    checkpoint = Path(out) / "ps_async.ckpt.npz"
+    train(True, epochs=1, checkpoint=checkpoint, mode="async")
+    load_mpi().COMM_WORLD.Barrier()
+    resumed, _, _ = train(True, resume=checkpoint, mode="async")
+    results.update({f"async_resumed.{name}": p.data for name, p in resumed.named_params()})
     np.savez(Path(out) / f"rank{rank}.npz", **results)
 
 

@@ -45,3 +45,13 @@ def test_sync_parameter_servers_under_mpiexec_equal_single_process(tmp_path):
         for rank in range(3):
             np.testing.assert_allclose(ranks[rank][f"resumed.{name}"], p.data, rtol=1e-10, atol=1e-12,
                                        err_msg=f"resumed, rank {rank}: {name}")
+
+    # ps_mode="async" with one worker rank trains as one process does; its checkpoint holds both servers'
+    # state too, and resuming from it ends where the single process ends.
+    saved = load_checkpoint(tmp_path / "ps_async.ckpt.npz").optimizer_state
+    for key, value in expected.items():
+        np.testing.assert_allclose(saved[key], value, rtol=1e-10, atol=1e-12, err_msg=f"async: {key}")
+    for name, p in reference.named_params():
+        for rank in range(3):
+            np.testing.assert_allclose(ranks[rank][f"async_resumed.{name}"], p.data, rtol=1e-10, atol=1e-12,
+                                       err_msg=f"async, resumed, rank {rank}: {name}")
