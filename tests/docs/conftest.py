@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory):
-    """``mkdocs build --strict`` into a temporary directory; the directory, or a
+    """``mkdocs build --strict`` into a temporary directory (not --quiet: it hides the
+    warnings that strict mode counts); the directory, or a
     skip when the docs tools are not installed."""
     for module in ("mkdocs", "material", "mkdocstrings", "matplotlib"):
         pytest.importorskip(module, reason=f"{module} is not installed (pip install 'tinyai-numpy[dev]')")
@@ -21,7 +22,7 @@ def built_site(tmp_path_factory):
         pytest.skip("Graphviz's `dot` is not installed (apt-get install graphviz); the site's graphs need it")
     site = tmp_path_factory.mktemp("site")
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
     assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"

@@ -117,8 +117,10 @@ class TransformerDecoderLayer(Block):
         x = LN3(x + FFN(x))
     Pre-norm applies each LN to the sublayer's input instead.
 
+    Args ``d_model``, ``num_heads``, ``d_ff``, ``dropout``, ``activation``,
+    ``norm_first`` and ``name`` are those of ``TransformerEncoderLayer``; one more:
+
     Args:
-        as for ``TransformerEncoderLayer``, plus
         cross_attention: False makes a decoder-only (GPT-style) layer without
             the middle sublayer; then ``memory`` must not be given.
 
