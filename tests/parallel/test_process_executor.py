@@ -14,19 +14,7 @@ from tinyai.parallel.executor.process import ProcessExecutor
 from tinyai.parallel import WorkerError
 
 from tests.parallel.models import MeanSquared, TwoLayerNet
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0); read its state.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False
+from tests.parallel.process_checks import is_running
 
 
 def _segment_exists(name):
@@ -66,11 +54,11 @@ def test_shutdown_leaves_no_process_and_no_segment():
     ta.seed(0)
     executor = ProcessExecutor(TwoLayerNet(), MeanSquared(), 2)
     pids, names = executor.pids, executor.segment_names
-    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    assert len(pids) == 2 and all(is_running(p) for p in pids)
     assert len(names) == 4 and all(_segment_exists(n) for n in names)  # parameters, 2 x gradients, collective
     executor.shutdown()
     executor.shutdown()  # idempotent
-    assert not any(_alive(p) for p in pids)
+    assert not any(is_running(p) for p in pids)
     assert not any(_segment_exists(n) for n in names)
 
 
@@ -87,7 +75,7 @@ def test_killed_worker_is_reported_quickly_and_cleaned_up():
         engine.compute_gradients(x, y)
     assert time.monotonic() - start < 5
     engine.shutdown()
-    assert not any(_alive(p) for p in pids)
+    assert not any(is_running(p) for p in pids)
     assert not any(_segment_exists(n) for n in names)
 
 
@@ -117,7 +105,7 @@ def test_dropped_executor_is_released_by_its_finalizer():
     del executor
     gc.collect()
     deadline = time.monotonic() + 10
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(is_running(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids)
+    assert not any(is_running(p) for p in pids)
     assert not any(_segment_exists(n) for n in names)
