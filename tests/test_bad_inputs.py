@@ -140,6 +140,11 @@ for label, value in [("0", 0), ("2.0", 2.0), ("True", True)]:
          lambda v=value: Trainer(1, accumulate_steps=v))
     case(f"ArrayDataset batch_size {label}", ValueError, ["ArrayDataset", "batch_size"],
          lambda v=value: ArrayDataset(f32(4, 2), np.zeros(4), v))
+for label, shape in [("2.5", (2.5,)), ("'3'", ("3",)), ("0", (0, 2)), ("two -1", (-1, -1)), ("int", 6)]:
+    case(f"Reshape shape {label}", ValueError, ["Reshape", "shape", "positive ints", repr(shape)],
+         lambda s=shape: nn.Reshape(s))
+case("MultiHeadAttention dropout str", ValueError, ["MultiHeadAttention", "dropout", "'0.1'"],
+     lambda: nn.MultiHeadAttention(4, 2, dropout="0.1"))
 case("Conv2d stride pair of 3", ValueError, ["Conv2d", "stride"], lambda: nn.Conv2d(1, 2, 3, stride=(1, 1, 1)))
 case("Conv2d pad -1", ValueError, ["Conv2d", "pad", ">= 0"], lambda: nn.Conv2d(1, 2, 3, pad=-1))
 case("Conv2d kernel str", ValueError, ["Conv2d", "kernel_size", "'3'"], lambda: nn.Conv2d(1, 2, "3"))

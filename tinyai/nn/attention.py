@@ -39,7 +39,7 @@ from typing import Any
 from tinyai import functions as F
 from tinyai.autograd import Variable
 from tinyai.backend import get_array_module, is_array
-from tinyai.backend.settings import int_setting, is_int
+from tinyai.backend.settings import int_setting, is_int, is_number
 from tinyai.nn.block import Block
 from tinyai.nn.dropout import Dropout
 from tinyai.nn.layer import _check_variable
@@ -70,8 +70,8 @@ class MultiHeadAttention(Block):
         d_model = int_setting(d_model, self._label(), "d_model")
         if not is_int(num_heads) or num_heads <= 0 or d_model % num_heads:
             raise ValueError(f"{self._label()}: d_model={d_model} must be divisible by num_heads={num_heads!r}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"{self._label()}: dropout must be in [0, 1), got {dropout}")
+        if not is_number(dropout) or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{self._label()}: dropout must be in [0, 1), got {dropout!r}")
         self.d_model = d_model
         self.num_heads = num_heads = int(num_heads)
         self.d_k = d_model // num_heads

@@ -5,6 +5,7 @@ from typing import Any, Sequence
 
 from tinyai import functions as F
 from tinyai.autograd import Variable
+from tinyai.backend.settings import is_int
 from tinyai.nn.layer import Layer, _check_variable
 
 
@@ -26,7 +27,13 @@ class Reshape(Layer):
 
     def __init__(self, shape: Sequence[int], name: str | None = None) -> None:
         super().__init__(name)
-        self.target = tuple(int(n) for n in shape)
+        # int() would turn 2.5 into 2 and "3" into 3 without a word: only ints (NumPy's too) pass.
+        entries = tuple(shape) if isinstance(shape, (tuple, list)) else None
+        if entries is None or not all(is_int(n) and (n >= 1 or n == -1) for n in entries) or \
+                sum(1 for n in entries if n == -1) > 1:
+            raise ValueError(f"{self._label()}: shape must be a tuple of positive ints (one may be -1), "
+                             f"got {shape!r}")
+        self.target = tuple(int(n) for n in entries)
 
     def forward(self, x: Any) -> Variable:
         x = _check_variable(self, x)
