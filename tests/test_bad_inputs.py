@@ -162,6 +162,20 @@ for norm in ("BatchNorm1d", "LayerNorm"):
 case("BatchNorm1d momentum str", ValueError, ["BatchNorm1d", "momentum"], lambda: nn.BatchNorm1d(3, momentum="0.9"))
 case("seed str", ValueError, ["seed", "non-negative int", "'a'"], lambda: ta.seed("a"))
 case("seed -1", ValueError, ["seed", "-1"], lambda: ta.seed(-1))
+for op, fn, x in [("broadcast_to", F.broadcast_to, var(3)), ("sum_to", F.sum_to, var(2, 3))]:
+    for label, shape in [("float", (1.0, 3)), ("str", ("2", 3)), ("int", 3), ("negative", (-1, 3))]:
+        case(f"{op} shape {label}", TypeError, [op, "shape", "ints", repr(shape) if label != "int" else "int 3"],
+             lambda fn=fn, x=x, shape=shape: fn(x, shape))
+case("split 2.5 sections", TypeError, ["split", "indices_or_sections", "2.5"], lambda: F.split(var(4), 2.5))
+case("split True sections", TypeError, ["split", "indices_or_sections", "True"], lambda: F.split(var(4), True))
+case("cast unknown dtype", TypeError, ["cast", "'float33'", "not a dtype"], lambda: F.cast(var(2), "float33"))
+for eps in (-1e-5, float("nan"), float("inf"), "1e-5"):
+    case(f"layer_norm eps {eps!r}", ValueError, ["layer_norm", "eps must be >= 0", repr(eps)],
+         lambda e=eps: F.layer_norm(var(2, 3), f32(3), f32(3), eps=e))
+    case(f"batch_norm eps {eps!r}", ValueError, ["batch_norm", "eps must be >= 0", repr(eps)],
+         lambda e=eps: F.batch_norm(var(2, 3), f32(3), f32(3), f32(3), f32(3), eps=e))
+case("batch_norm momentum str", ValueError, ["batch_norm", "momentum", "'0.9'"],
+     lambda: F.batch_norm(var(2, 3), f32(3), f32(3), f32(3), f32(3), momentum="0.9"))
 case("sum_to bad shape", ValueError, ["sum_to", "(2, 3)", "(4,)"], lambda: F.sum_to(var(2, 3), (4,)))
 case("sum_to transposed", ValueError, ["sum_to", "(2, 3)", "(3, 2)"], lambda: F.sum_to(var(2, 3), (3, 2)))
 case("MultiHeadAttention heads", ValueError, ["d_model=10", "num_heads=3"], lambda: nn.MultiHeadAttention(10, 3))

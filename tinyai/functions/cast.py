@@ -38,7 +38,10 @@ class Cast(Function):
 def cast(x: Any, dtype: DTypeLike) -> Variable:
     """``x`` converted to the float dtype ``dtype`` (x itself, as a Variable, when it already is)."""
     x = as_variable(x)
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"cast: {dtype!r} is not a dtype; give a float dtype such as numpy.float32") from None
     if dtype.kind != "f":
         raise TypeError(f"cast: the target dtype must be floating point, got {dtype}")
     if x.dtype == dtype:

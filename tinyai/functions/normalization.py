@@ -39,6 +39,7 @@ from typing import Any
 
 from tinyai.autograd import Function, Variable, as_variable, is_train_mode
 from tinyai.backend import Communicator, get_array_module, get_communicator, narrow_like, widen
+from tinyai.backend.settings import is_number
 from tinyai.functions.reductions import mean, sum as sum_
 from tinyai.functions.shape import broadcast_to, reshape, sum_to, sum_to_array
 
@@ -192,6 +193,13 @@ def _check_param(op: str, name: str, value: Any, size: int, what: str) -> None:
         raise ValueError(f"{op}: {name} has shape {shape} but {what} {size}; expected ({size},)")
 
 
+def _check_eps(op: str, eps: Any) -> None:
+    # eps < 0 makes sqrt(var + eps) NaN wherever the variance is small. (0 is allowed: exact
+    # standardisation of inputs known to vary; a constant input then divides by 0.)
+    if not is_number(eps) or not eps >= 0:
+        raise ValueError(f"{op}: eps must be >= 0, got {eps!r} (a finite number)")
+
+
 def batch_norm(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: Any,
                momentum: float = 0.9, eps: float = 1e-5) -> Variable:
     """Batch normalisation of x (N, C) or (N, C, H, W), per channel C.
@@ -229,8 +237,9 @@ def batch_norm(x: Any, gamma: Any, beta: Any, running_mean: Any, running_var: An
     for name, value in (("gamma", gamma), ("beta", beta), ("running_mean", running_mean),
                         ("running_var", running_var)):
         _check_param("batch_norm", name, value, channels, "the input has channel count")
-    if not 0 <= momentum <= 1:
-        raise ValueError(f"batch_norm: momentum must be in [0, 1], got {momentum}")
+    if not is_number(momentum) or not 0 <= momentum <= 1:
+        raise ValueError(f"batch_norm: momentum must be in [0, 1], got {momentum!r}")
+    _check_eps("batch_norm", eps)
     axes = (0,) if x.ndim == 2 else (0, 2, 3)
     param_shape = (1, channels) if x.ndim == 2 else (1, channels, 1, 1)
 
@@ -270,4 +279,5 @@ def layer_norm(x: Any, gamma: Any, beta: Any, eps: float = 1e-5) -> Variable:
     size = x.shape[-1]
     for name, value in (("gamma", gamma), ("beta", beta)):
         _check_param("layer_norm", name, value, size, "the last axis of the input has size")
+    _check_eps("layer_norm", eps)
     return _Normalize((x.ndim - 1,), (size,), eps)(x, gamma, beta)

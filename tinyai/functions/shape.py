@@ -33,6 +33,20 @@ def check_axis(axis: Any, ndim: int, op: str, what: str = "axis") -> int:
     return int(axis) % ndim
 
 
+def check_shape(shape: Any, op: str) -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative Python ints, or an error naming ``op``.
+
+    NumPy integers are accepted; floats, bools and strings are not (a tuple
+    holding 1.0 would otherwise pass through NumPy's comparisons unnoticed).
+    """
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{op}: shape must be a tuple of ints, got {type(shape).__name__} {shape!r}")
+    for n in shape:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise TypeError(f"{op}: shape must be a tuple of non-negative ints, got {tuple(shape)!r}")
+    return tuple(int(n) for n in shape)
+
+
 # -- sum_to / broadcast_to ---------------------------------------------------------
 def sum_to_array(x: Any, shape: tuple[int, ...]) -> Any:
     """Sum the array ``x`` down to ``shape`` (the inverse of NumPy broadcasting).
@@ -89,7 +103,7 @@ def broadcast_to(x: Any, shape: Sequence[int]) -> Any:
     # plain backward pass (anywhere else an array goes in and a Variable comes out).
     if x.shape == shape and (isinstance(x, Variable) or _backward_on_arrays.get()):
         return x
-    return BroadcastTo(tuple(shape))(x)
+    return BroadcastTo(check_shape(shape, "broadcast_to"))(x)
 
 
 def sum_to(x: Any, shape: Sequence[int]) -> Any:
@@ -101,7 +115,7 @@ def sum_to(x: Any, shape: Sequence[int]) -> Any:
     """
     if x.shape == shape and (_backward_on_arrays.get() or isinstance(x, Variable)):  # as in broadcast_to
         return x
-    return SumTo(tuple(shape))(x)
+    return SumTo(check_shape(shape, "sum_to"))(x)
 
 
 # -- reshape, transpose ---------------------------------------------------------------
@@ -324,8 +338,12 @@ def split(x: Any, indices_or_sections: int | Sequence[int], axis: int = 0) -> tu
         indices_or_sections = int(indices_or_sections)
         if indices_or_sections < 1:
             raise ValueError(f"split: the number of sections must be >= 1, got {indices_or_sections}")
+    elif isinstance(indices_or_sections, (tuple, list)) and all(
+            isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in indices_or_sections):
+        indices_or_sections = [int(i) for i in indices_or_sections]
     else:
-        indices_or_sections = list(indices_or_sections)
+        raise TypeError(f"split: indices_or_sections must be an int (the number of sections) or a list of "
+                        f"ints (where to cut), got {type(indices_or_sections).__name__} {indices_or_sections!r}")
     return Split(indices_or_sections, axis)(x)
 
 
