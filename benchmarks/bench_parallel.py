@@ -49,6 +49,7 @@ there is nothing left to gain (hand-written NumPy with two threads gains
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -189,7 +190,10 @@ def _measure_case(kind: str, batch: int, quick: bool) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     cases = CASES[:2] if quick else CASES
+    load_before = os.getloadavg()[0]
     rows = [_measure_case(kind, batch, quick) for kind, batch in cases]
+    # Ratios on a machine busier than its cores mean little (see the docstring): keep the load with them.
+    load = {"before": load_before, "after": os.getloadavg()[0]}
     targets = []
     for row in rows:
         if (row["model"], row["batch"]) == ("cnn", 256):
@@ -201,7 +205,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                 for row in rows)
     targets.append({"target": "auto within 5% of the best backend (worst row, auto / best)", "value": worst,
                     "met": worst >= 0.95, "unit": ""})
-    return {"rows": rows, "targets": targets,
+    return {"rows": rows, "targets": targets, "load_average_1min": load,
             "retired": ["MLP batch 1024, 2 workers >= 1.5x: BLAS already runs the MLP's matrix products on "
                         "both cores, so splitting the batch has nothing left to gain"]}
 
@@ -225,4 +229,8 @@ def report(data: dict[str, Any]) -> str:
         lines.append(line)
     for retired in data.get("retired", []):
         lines.append(f"retired  {retired}")
+    load = data.get("load_average_1min")
+    if load:
+        lines.append(f"load average (1 min) {load['before']:.1f} before, {load['after']:.1f} after, "
+                     f"on {os.cpu_count()} CPUs")
     return "\n".join(lines)
