@@ -309,3 +309,21 @@ def test_convolutions_in_groups_of_images_equal_the_whole_batch(xp, to_xp, rng, 
     gradcheck(lambda *a: F.conv2d(*a, stride=(2, 1), pad=(1, 1)), *to_xp((x[:3], W, b)))
     gradcheck(lambda *a: F.conv_transpose2d(*a, stride=(2, 1), pad=(1, 1), out_size=(7, 6)),
               *to_xp((v[:3], W)))
+
+
+def test_conv2d_gradients_are_the_same_whichever_layout_gy_has(xp, to_xp, rng):
+    # Conv2d.backward lays gy out channels last once (ChannelsLast) for its three products.
+    from tinyai.functions.conv import ChannelsLast
+
+    x, W, b = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2)), rng.standard_normal(4)
+    gy = rng.standard_normal((2, 4, 6, 4))
+    grads = []
+    for gy_data in (to_xp(gy), to_xp(np.ascontiguousarray(gy.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)):
+        vs = [ta.Variable(to_xp(a)) for a in (x, W, b)]
+        F.conv2d(*vs, pad=(1, 0)).backward(gy_data)
+        grads.append([host(v.grad) for v in vs])
+    for first, last in zip(*grads):
+        np.testing.assert_allclose(first, last, rtol=1e-12)
+    laid_out = ChannelsLast()(to_xp(gy)).data
+    assert laid_out.strides[1] == laid_out.itemsize
+    np.testing.assert_array_equal(ta.to_cpu(laid_out), gy)

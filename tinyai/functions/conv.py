@@ -108,6 +108,20 @@ def _bias_grad(gy: Any) -> Any:
     return matmul(ones, rows)
 
 
+class ChannelsLast(Function):
+    """The identity, with the result laid out in memory channels last: (N, C, H, W) in shape,
+    (N, H, W, C) in memory. The products of a convolution read an image as rows of pixels,
+    (N H W, C), which is a view of channels-last memory and a copy otherwise."""
+
+    def forward(self, x):
+        if x.shape[1] == 1 or x.strides[1] == x.dtype.itemsize:
+            return x
+        return get_array_module(x).ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+    def backward(self, gy):
+        return gy
+
+
 class Conv2d(Function):
     """y = conv2d(x, W) + b. x (N, C, H, W), W (O, C, kh, kw), b (O,) -> y (N, O, OH, OW)."""
 
@@ -142,6 +156,7 @@ class Conv2d(Function):
         x, W, *b = self.saved_inputs()
         needs = self.needs_input_grad
         gx = gW = None
+        gy = ChannelsLast()(gy)  # all three products read gy's rows: laid out once, not once each
         if needs[0]:
             gx = conv_transpose2d(gy, W, stride=self.stride, pad=self.pad, out_size=x.shape[2:])
         if needs[1]:
