@@ -292,3 +292,49 @@ def test_gradgradcheck_names_a_backward_that_returns_raw_arrays():
     message = str(info.value)
     assert "RawSquare" in message and "raw ndarray, not a Variable" in message
     assert "x, = self.inputs" in message
+
+
+# -- settings and inputs that would check nothing, or fail for the wrong reason ------------------------------
+X = np.array([0.3, -0.7, 1.1])
+
+
+@pytest.mark.parametrize("check", [gradcheck, gradgradcheck], ids=["gradcheck", "gradgradcheck"])
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(eps=0), "eps (the finite-difference step) must be a finite number > 0, got 0"),
+    (dict(eps=-1e-6), "got -1e-06"),
+    (dict(eps=float("nan")), "got nan"),
+    (dict(atol="1e-5"), "atol must be a finite number >= 0, got '1e-5'"),
+    (dict(rtol=-1.0), "rtol must be a finite number >= 0, got -1.0"),
+    (dict(seed="a"), "seed must be a non-negative int or None, got 'a'"),
+    (dict(seed=-2), "seed must be a non-negative int or None, got -2"),
+])
+def test_bad_settings_are_refused_not_reported_as_a_wrong_gradient(check, kwargs, words):
+    name = check.__name__
+    with pytest.raises(ValueError) as info:
+        check(F.tanh, X, **kwargs)
+    assert str(info.value).startswith(f"{name}: ") and words in str(info.value)
+
+
+@pytest.mark.parametrize("check", [gradcheck, gradgradcheck], ids=["gradcheck", "gradgradcheck"])
+def test_integer_inputs_alone_check_nothing_and_are_refused(check):
+    # An integer array gets no gradient: the check used to return True without comparing anything.
+    with pytest.raises(ValueError, match=r"no floating-point input to check \(dtypes int64\)"):
+        check(F.tanh, np.array([1, 2, 3]))
+    with pytest.raises(ValueError, match="no inputs"):
+        check(F.tanh)
+    with pytest.raises(TypeError, match="the first argument must be the function to check, got int"):
+        check(3, X)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_input_is_named(bad):
+    # NaN != NaN: the check used to fail with "backward run twice gave different gradients".
+    x = X.copy()
+    x[1] = bad
+    with pytest.raises(ValueError, match=r"gradcheck: input 0 holds 1 (NaN|inf) of 3 values \(first at index \(1,\)\)"):
+        gradcheck(F.tanh, x)
+
+
+def test_numerical_grad_refuses_a_zero_step():
+    with pytest.raises(ValueError, match="numerical_grad: eps"):
+        numerical_grad(F.tanh, X, eps=0)

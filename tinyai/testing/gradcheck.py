@@ -25,6 +25,8 @@ import numpy as np
 
 from tinyai.autograd import Variable, enable_grad, no_grad
 from tinyai.backend import get_array_module, is_array, to_cpu
+from tinyai.backend.finite import describe_non_finite
+from tinyai.backend.settings import is_int, is_number
 
 
 def _outputs(result: Any) -> tuple[Variable, ...]:
@@ -78,6 +80,7 @@ def numerical_grad(f: Callable, *inputs: Any, eps: float = 1e-6, grad_outputs: S
     ``grad_outputs`` defaults to ones (the gradient of the sum of the outputs).
     Returns one NumPy array per input, or None for non-float inputs.
     """
+    _check_step("numerical_grad", eps)
     arrays = [_as_float64(a) for a in inputs]
     _, ys, _ = _evaluate(f, arrays, None, grad=False)
     if grad_outputs is None:
@@ -137,13 +140,50 @@ def _noting_backward(function: Any, backward: Callable, watched: list, given: di
     return noting
 
 
-def _prepare(f: Callable, inputs: Sequence[Any], seed: int | None) -> tuple[int, np.random.Generator, list, list]:
+def _check_step(where: str, eps: Any) -> None:
+    if not is_number(eps) or not eps > 0:
+        raise ValueError(f"{where}: eps (the finite-difference step) must be a finite number > 0, got {eps!r}")
+
+
+def _check_inputs(where: str, f: Any, arrays: Sequence[Any]) -> None:
+    """Refuse what would make the check pass without checking anything, or fail for the wrong reason."""
+    if not callable(f):
+        raise TypeError(f"{where}: the first argument must be the function to check, got {type(f).__name__}")
+    if not arrays:
+        raise ValueError(f"{where}: no inputs; pass the arrays to call the function with")
+    if not any(_is_float(a) for a in arrays):
+        # An integer array gets no gradient, so nothing would be compared and the check would pass.
+        dtypes = ", ".join(str(a.dtype) for a in arrays)
+        raise ValueError(f"{where}: no floating-point input to check (dtypes {dtypes}); pass float arrays, "
+                         "e.g. x.astype(numpy.float64)")
+    for i, a in enumerate(arrays):
+        if _is_float(a):
+            found = describe_non_finite(a)
+            if found is not None:  # NaN != NaN: every comparison would fail, and name the wrong cause
+                raise ValueError(f"{where}: input {i} holds {found}; finite differences need finite inputs")
+
+
+def _prepare(f: Callable, inputs: Sequence[Any], seed: int | None, eps: Any, atol: Any, rtol: Any,
+             where: str) -> tuple[int, np.random.Generator, list, list]:
     """The seed (a fresh one when None, so a failure can name it), its generator,
-    the float inputs widened to float64, and one random gradient per output of ``f``."""
+    the float inputs widened to float64, and one random gradient per output of ``f``.
+
+    The settings and inputs are checked first: a bad one is a ValueError (or
+    TypeError) naming ``where``, never an AssertionError, which would read as
+    a wrong backward.
+    """
+    _check_step(where, eps)
+    for name, tolerance in (("atol", atol), ("rtol", rtol)):
+        if not is_number(tolerance) or tolerance < 0:
+            raise ValueError(f"{where}: {name} must be a finite number >= 0, got {tolerance!r}")
+    if seed is not None and not (is_int(seed) and seed >= 0):
+        raise ValueError(f"{where}: seed must be a non-negative int or None, got {seed!r}")
+    arrays = [_as_float64(a) for a in inputs]
+    _check_inputs(where, f, arrays)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
+    seed = int(seed)
     rng = np.random.default_rng(seed)
-    arrays = [_as_float64(a) for a in inputs]
     _, ys, _ = _evaluate(f, arrays, None, grad=False)
     return seed, rng, arrays, [_random_like(rng, y.data) for y in ys]
 
@@ -180,14 +220,17 @@ def gradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e-5, 
     same gradients.
 
     Returns True, or raises AssertionError naming the input, the largest
-    error, where it occurs, and the seed that reproduces it.
+    error, where it occurs, and the seed that reproduces it. Raises
+    ValueError (TypeError for ``f`` not callable) for a call that would check
+    nothing or fail for another reason: no floating input, a NaN or
+    infinite input, ``eps <= 0``, a negative tolerance, a bad seed.
 
     >>> import numpy as np
     >>> import tinyai.functions as F
     >>> gradcheck(F.tanh, np.random.default_rng(0).standard_normal((3, 4)))
     True
     """
-    seed, rng, arrays, gys = _prepare(f, inputs, seed)
+    seed, rng, arrays, gys = _prepare(f, inputs, seed, eps, atol, rtol, "gradcheck")
 
     pairs, given = _analytic_grads(f, arrays, gys)
     grads = []
@@ -292,7 +335,7 @@ def gradgradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e
     ``backward(create_graph=True)``, with gy random and fixed) and checks it
     with ``gradcheck``.
     """
-    seed, _, arrays, gys = _prepare(f, inputs, seed)
+    seed, _, arrays, gys = _prepare(f, inputs, seed, eps, atol, rtol, "gradgradcheck")
 
     def first_derivatives(*xs: Variable) -> tuple[Variable, ...]:
         with enable_grad():
