@@ -25,7 +25,8 @@ from tinyai.parallel.executor.blas import blas_thread_counts
 from tinyai.training import Trainer
 
 from tests.parallel.models import ConvBatchNormNet, HangingClassLoss, HangingLoss, MeanSquared, TwoLayerNet
-from tests.parallel.test_process_executor import _alive, _segment_exists
+from tests.parallel.process_checks import is_running
+from tests.parallel.test_process_executor import _segment_exists
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,7 +74,7 @@ def test_shutdown_returns_within_its_timeout_while_a_shard_hangs(backend):
     with pytest.raises(RuntimeError, match=r"data-parallel training is closed \(.*abandoned"
                        if backend == "thread" else r"data-parallel training is closed"):
         trainer.train()
-    assert not any(_alive(p) for p in pids)
+    assert not any(is_running(p) for p in pids)
 
 
 @pytest.mark.parametrize("backend", ["thread", "process"])
@@ -86,7 +87,7 @@ def test_step_timeout_turns_a_hung_shard_into_a_worker_error(backend):
     assert info.value.worker_id == 1
     assert time.monotonic() - start < 3.5  # the timeout, then at most a second to release the workers
     assert not trainer.is_parallel_training_enabled()
-    assert not any(_alive(p) for p in pids)
+    assert not any(is_running(p) for p in pids)
     with pytest.raises(RuntimeError, match="data-parallel training is closed"):
         trainer.train()
 
@@ -106,7 +107,7 @@ def test_ctrl_c_ends_a_parallel_train_within_two_seconds(backend):
     with pytest.raises(KeyboardInterrupt):
         trainer.train(shuffle=False)
     assert time.monotonic() - sent["at"] < 2.0
-    assert not any(_alive(p) for p in pids)
+    assert not any(is_running(p) for p in pids)
 
 
 @pytest.mark.parametrize("with_batch_norm", [False, True])
@@ -141,7 +142,7 @@ def test_a_killed_worker_is_reported_within_two_seconds(with_batch_norm):
         trainer.train(shuffle=False)
     assert time.monotonic() - killed["at"] < 2.0
     assert info.value.worker_id == 0
-    assert not any(_alive(p) for p in pids)
+    assert not any(is_running(p) for p in pids)
     assert not any(_segment_exists(s) for s in segments)
 
 
@@ -169,14 +170,14 @@ def test_workers_exit_and_unlink_shared_memory_when_the_master_is_killed(tmp_pat
     try:
         info = json.loads(master.stdout.readline())
         time.sleep(0.5)  # the workers are busy with their shards
-        assert all(_alive(p) for p in info["pids"])
+        assert all(is_running(p) for p in info["pids"])
         master.send_signal(signal.SIGKILL)
         master.wait(10)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and (any(_alive(p) for p in info["pids"])
+        while time.monotonic() < deadline and (any(is_running(p) for p in info["pids"])
                                                or any(_segment_exists(s) for s in info["segments"])):
             time.sleep(0.1)
-        assert not any(_alive(p) for p in info["pids"])
+        assert not any(is_running(p) for p in info["pids"])
         assert not any(_segment_exists(s) for s in info["segments"])
     finally:
         if master.poll() is None:

@@ -233,9 +233,10 @@ def test_keyboard_interrupt_releases_workers():
     pids, segments = executor.pids, executor.segment_names
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
-    from tests.parallel.test_process_executor import _alive, _segment_exists
+    from tests.parallel.process_checks import is_running
+    from tests.parallel.test_process_executor import _segment_exists
 
-    assert not any(_alive(p) for p in pids)
+    assert not any(is_running(p) for p in pids)
     assert not any(_segment_exists(s) for s in segments)
     assert threading.active_count() >= 1
 
