@@ -73,6 +73,10 @@ class WorkerContext:
     #: communicator over every worker *and the master*, who is the last rank (``ProcessExecutor.run``
     #: with ``serve=``); on MPI, the job's communicator (every rank). None on threads.
     world: Any = None
+    #: Processes: name -> a view of this worker's own shared-memory buffer (shaped like each parameter),
+    #: which the master reads and writes too (``ProcessExecutor.worker_buffers(k)``): numbers that
+    #: travel between them without being pickled. None elsewhere.
+    shared: Any = None
 
 
 class Executor(ABC):

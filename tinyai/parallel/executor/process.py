@@ -237,7 +237,7 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
     grad_views = layout.views(grads)
     context = WorkerContext(worker_id, model, loss,
                             peers=lambda count: world.communicator(worker_id, members=range(count)),
-                            world=world.communicator(worker_id))
+                            world=world.communicator(worker_id), shared=grad_views)
     inbox: shared_memory.SharedMemory | None = None
     conn.send(Ready(os.getpid()))
     while True:
@@ -432,6 +432,12 @@ class ProcessExecutor(Executor):
     def segment_names(self) -> list[str]:
         world = [self._world.segment_name] if self._world is not None else []
         return [s.name for s in self._segments] + world
+
+    def worker_buffers(self, k: int) -> dict[str, np.ndarray]:
+        """Worker k's gradient buffer in shared memory, as parameter name -> view (``WorkerContext.shared``
+        on the worker). Between steps a strategy may use it to move numbers without pickling them, when
+        its own messages say who writes when (asynchronous parameter servers)."""
+        return self._grad_views[k]
 
     def _write_parameters(self, master: Any) -> None:
         for name, p in master.named_params():

@@ -518,7 +518,7 @@ class ParameterServer(Strategy):
         self.last_assignment = assignment
         plans = [WorkerPlan(k, [(batches[i].x, batches[i].y) for i in own], groups, server_ranks,
                             self.straggler[1] if self.straggler and self.straggler[0] == k else 0.0,
-                            self.compressor)
+                            self.compressor, shared=not mpi)
                  for k, own in enumerate(assignment)]
         if mpi:
             rank = comm.rank
@@ -532,7 +532,8 @@ class ParameterServer(Strategy):
                 self._pull_from_rank_server(server)
         else:
             def serve(comm: Any) -> None:
-                ServerRank(comm, dict(enumerate(servers)), worker_ranks, bound, self.compressor).serve()
+                buffers = {k: executor.worker_buffers(k) for k in worker_ranks}  # numbers travel there
+                ServerRank(comm, dict(enumerate(servers)), worker_ranks, bound, self.compressor, buffers).serve()
 
             summaries = executor.run(work, [(plan,) for plan in plans], serve=serve)
         steps = 0
