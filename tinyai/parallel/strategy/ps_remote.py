@@ -260,6 +260,8 @@ class WorkerPlan:
         server_ranks: the rank that serves each partition.
         delay: seconds added to each of its steps (the ``straggler`` option), 0 for none.
         compressor: the strategy's compressor (the worker compresses with its own copy), or None.
+        shared: True when the numbers travel through the worker's shared buffer
+            (``WorkerContext.shared``, worker processes), False when inside the messages.
     """
 
     index: int
@@ -268,7 +270,6 @@ class WorkerPlan:
     server_ranks: list
     delay: float = 0.0
     compressor: Any = None
-    #: True: the numbers travel through the worker's shared buffer (``WorkerContext.shared``).
     shared: bool = False
 
 
@@ -306,7 +307,6 @@ def work(worker: Any, plan: WorkerPlan) -> dict:
         model.train()
     summary: dict[str, Any] = {"losses": [], "lags": [], "waits": [], "error": None, "traceback": ""}
     ranks, groups = plan.server_ranks, plan.groups
-
     shared = worker.shared if plan.shared else None
 
     def load(part: int, body: np.ndarray) -> None:
