@@ -172,3 +172,20 @@ def test_float32_stays_float32(xp, to_xp, loss):
     assert y.dtype == np.float32 and y.shape == ()
     y.backward()
     assert x.grad.dtype == np.float32
+
+
+def test_softmax_cross_entropy_gradient_is_differentiable_in_the_logits_and_the_upstream_gradient(xp, to_xp, rng):
+    # The loss's gradient gx = (softmax(x) - onehot) * s / N is an operation of
+    # its own (one fused kernel in a plain backward): its derivatives with
+    # respect to x and to the upstream gradient s, and theirs again.
+    t = to_xp(np.array([[0, 3, 1], [2, 2, 0]]))
+
+    def gradient(x, s):
+        with ta.enable_grad():
+            F.softmax_cross_entropy(x, t).backward(s * 1.0, create_graph=True)
+        gx, x.grad = x.grad, None  # the check's own backward accumulates into x.grad next
+        return gx
+
+    x, s = to_xp(rng.standard_normal((2, 3, 4))), to_xp(np.array(rng.uniform(0.5, 2.0)))
+    gradcheck(gradient, x, s)
+    gradgradcheck(gradient, x, s)

@@ -291,7 +291,7 @@ def test_gradgradcheck_names_a_backward_that_returns_raw_arrays():
         gradgradcheck(raw_square, x)
     message = str(info.value)
     assert "RawSquare" in message and "raw ndarray, not a Variable" in message
-    assert "x, = self.inputs" in message
+    assert "x, = self.saved_inputs()" in message
 
 
 # -- settings and inputs that would check nothing, or fail for the wrong reason ------------------------------

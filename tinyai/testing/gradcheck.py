@@ -322,9 +322,9 @@ def _raw_gradient_message(index: int, gx: Any, outputs: Sequence[Variable]) -> s
     culprits = ", ".join(names) if names else "one of the Functions in the graph"
     return (f"gradgradcheck: the gradient of input {index} came back as a raw {type(gx).__name__}, not a "
             f"Variable, so it cannot be differentiated again. The backward of {culprits} returns arrays "
-            "(e.g. `return 2 * x.data * gy`); for second derivatives write it with Variables and tinyai "
-            "operations (`x, = self.inputs; return 2 * x * gy`). gradcheck (first derivatives) "
-            "accepts either.")
+            "(e.g. `return 2 * x.data * gy`); for second derivatives write it with operators and tinyai "
+            "functions on what saved_inputs() gives (`x, = self.saved_inputs(); return 2 * x * gy`). "
+            "gradcheck (first derivatives) accepts either.")
 
 
 def gradgradcheck(f: Callable, *inputs: Any, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-4,
