@@ -33,6 +33,8 @@ CANDIDATES = ("single", "thread", "process")
 #: Seconds of untimed steps before each timed one: longer than OpenBLAS's idle threads spin
 #: (2**28 cycles, about 0.1 s) after a multi-threaded product.
 SETTLE_SECONDS = 0.15
+#: Then a turn times steps for this long (at least one step) and keeps their mean.
+TIMED_SECONDS = 0.05
 
 
 @dataclass
@@ -58,14 +60,15 @@ def choose_backend(model: Any, loss: Any, x: Any, y: Any, workers: int,
     thread, ...), so a moment when the machine is busy slows all of them
     alike, and the median of ``repeats`` turns decides. In its turn a
     candidate first runs untimed steps for ``SETTLE_SECONDS`` (at least one),
-    then one timed step: training runs one backend step after step, and the
-    untimed steps absorb what the previous candidate left behind (the first
-    turn's also warm caches and workers up). That matters: after
-    single-thread's products on two BLAS threads, OpenBLAS's second thread
-    spins on its core for about 0.1 s waiting for more work, and a two-worker
-    step started meanwhile loses much of a core to it (SimpleConvNet, batch
-    256: 72 ms instead of 39 ms), which made the parallel candidates look
-    slower than they train.
+    then timed steps for ``TIMED_SECONDS`` (at least one; their mean is the
+    turn's time, steadier than one short step on a busy machine). Training
+    runs one backend step after step, and the untimed steps absorb what the
+    previous candidate left behind (the first turn's also warm caches and
+    workers up). That matters: after single-thread's products on two BLAS
+    threads, OpenBLAS's second thread spins on its core for about 0.1 s
+    waiting for more work, and a two-worker step started meanwhile loses much
+    of a core to it (SimpleConvNet, batch 256: 72 ms instead of 39 ms), which
+    made the parallel candidates look slower than they train.
 
     A candidate that cannot start (a model that does not pickle, a model on
     a device for processes, a script without a ``__main__`` guard) is left
@@ -113,9 +116,7 @@ def choose_backend(model: Any, loss: Any, x: Any, y: Any, workers: int,
                 step()  # untimed steps absorb what the previous candidate left behind (see above)
                 while time.perf_counter() < settled:
                     step()
-                start = time.perf_counter()
-                step()
-                samples[name].append(time.perf_counter() - start)
+                samples[name].append(_seconds_per_step(step))
         timings = {name: _median(values) for name, values in samples.items()}
         best = fastest(timings, list(candidates))
         if keep_engine and best in engines:
@@ -126,6 +127,17 @@ def choose_backend(model: Any, loss: Any, x: Any, y: Any, workers: int,
         rng.bit_generator.state = saved_state
     logger.info("auto: chose %s (%s)", best, ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in timings.items()))
     return BackendChoice(best, timings, kept)
+
+
+def _seconds_per_step(step: Callable[[], Any]) -> float:
+    """The mean time of the steps run in TIMED_SECONDS (at least one)."""
+    count, start = 0, time.perf_counter()
+    while True:
+        step()
+        count += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= TIMED_SECONDS:
+            return elapsed / count
 
 
 def fastest(timings: dict[str, float], order: list[str]) -> str:
