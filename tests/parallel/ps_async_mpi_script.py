@@ -8,7 +8,8 @@ same MNIST MLP on 1,000 bundled images for three epochs, once with ps_mode="asyn
 to int8) and once with
 ps_mode="stale", staleness=1 and worker 0 (rank 1) slowed down by 5 ms a step, then asks for three
 servers on three ranks (no worker left: refused). Each rank writes its parameters, losses, test
-accuracy, parallel_stats() and the refusal's message to OUT_DIR/rank<k>.npz.
+accuracy, parallel_stats() and the refusal's message to OUT_DIR/rank<k>.npz. Then two servers (ranks 0
+and 1) and one worker train async and save a checkpoint (OUT_DIR/two_servers.npz).
 
 ``fail``: the same job with a loss that raises on the short last batch (index 5 of 6, worker 1, rank
 2); every rank must end with the WorkerError naming it.
@@ -39,16 +40,20 @@ def mnist_data():
     return FixedSplit(ArrayDataset(train.x[:1000], train.y[:1000], 25), ArrayDataset(test.x[:1000], test.y[:1000], 500))
 
 
-def train(**options):
-    """Three epochs of the MNIST MLP with parameter servers on the MPI ranks; (model, history, stats)."""
+def train(parallel=True, checkpoint=None, **options):
+    """Three epochs of the MNIST MLP with parameter servers on the MPI ranks (or, ``parallel=False``, in
+    one process); (model, history, stats, optimizer). ``checkpoint``: a file to save at the end."""
     ta.seed(0)
     model = Model("mnist", nn.MlpBlock("mlp", 25, "relu", 784, 32, 10))
     trainer = Trainer(EPOCHS, evaluator=AccuracyEval(), progress=None)
-    trainer.configure_parallel_training(True, 0, "mpi", parallel_strategy="parameter_server", **options)
+    if parallel:
+        trainer.configure_parallel_training(True, 0, "mpi", parallel_strategy="parameter_server", **options)
     trainer.init(mnist_data(), model, losses.SoftmaxCrossEntropy(), Momentum(model, lr=0.03))
     with trainer:
         history = trainer.train()
-        stats = trainer.parallel_stats()
+        stats = trainer.parallel_stats() if parallel else {}
+        if checkpoint is not None:
+            trainer.save_checkpoint(checkpoint)  # every rank calls it; rank 0 writes
     return model, history, stats, trainer.optimizer
 
 
@@ -78,6 +83,11 @@ def main(out, what):
         results[f"{name}.staleness"] = np.array(sorted(hist.items()), dtype=np.int64).reshape(-1, 2)
         # The momentum of each parameter: moved only on the rank that serves it (rank 0).
         results.update({f"{name}.velocity.{key}": next(iter(slots.values())) for key, slots in optimizer.state.items()})
+    # Two servers (ranks 0 and 1) and one worker (rank 2): asynchronous training with a single worker is
+    # sequential training, pulled from and pushed to two ranks; the checkpoint gathers both servers' state.
+    model, history, _, _ = train(ps_mode="async", num_servers=2, checkpoint=Path(out) / "two_servers.npz")
+    results.update({f"two.param.{key}": p.data for key, p in model.named_params()})
+    results["two.loss"] = np.array(history["loss"])
     try:
         train(ps_mode="async", num_servers=3)
         results["refusal"] = np.array("")

@@ -3,7 +3,9 @@ ranks 1 and 2 train (tests/parallel/ps_async_mpi_script.py)."""
 import numpy as np
 import pytest
 
+from tests.parallel import ps_async_mpi_script as script
 from tests.parallel.mpi_launch import launch_mpi, needs_mpi, run_mpi
+from tinyai.training.checkpoint import load_checkpoint
 
 
 @pytest.mark.slow
@@ -42,6 +44,17 @@ def test_async_and_stale_parameter_servers_train_under_mpiexec(tmp_path):
     assert ranks[0]["stale.staleness"][:, 0].max() <= 3, ranks[0]["stale.staleness"]
     assert float(ranks[0]["stale.stats.wait_time_s"]) > 0
     assert "leaves no worker; launch at least 4 ranks" in str(ranks[0]["refusal"])
+    # One worker and two server ranks: the same numbers as sequential training in one process, on every
+    # rank, and the checkpoint rank 0 wrote holds the momentum both servers kept.
+    reference, history, _, optimizer = script.train(parallel=False)
+    for name, p in reference.named_params():
+        for rank in range(3):
+            np.testing.assert_allclose(ranks[rank][f"two.param.{name}"], p.data, rtol=1e-5, atol=1e-6,
+                                       err_msg=f"rank {rank}: {name}")
+    np.testing.assert_allclose(ranks[0]["two.loss"], history["loss"], rtol=1e-5)
+    saved = load_checkpoint(tmp_path / "two_servers.npz")
+    for key, value in optimizer.state_dict().items():
+        np.testing.assert_allclose(saved.optimizer_state[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 @needs_mpi
