@@ -5,7 +5,7 @@
 
 ``train``: rank 0 is the server (num_servers=1) and ranks 1 and 2 the workers. Every rank trains the
 same MNIST MLP on 1,000 bundled images for three epochs, once with ps_mode="async" (pushes compressed
-to int8) and once with
+to float16) and once with
 ps_mode="stale", staleness=1 and worker 0 (rank 1) slowed down by 5 ms a step, then asks for three
 servers on three ranks (no worker left: refused). Each rank writes its parameters, losses, test
 accuracy, parallel_stats() and the refusal's message to OUT_DIR/rank<k>.npz. Then two servers (ranks 0
@@ -48,7 +48,7 @@ def train(parallel=True, checkpoint=None, **options):
     trainer = Trainer(EPOCHS, evaluator=AccuracyEval(), progress=None)
     if parallel:
         trainer.configure_parallel_training(True, 0, "mpi", parallel_strategy="parameter_server", **options)
-    trainer.init(mnist_data(), model, losses.SoftmaxCrossEntropy(), Momentum(model, lr=0.03))
+    trainer.init(mnist_data(), model, losses.SoftmaxCrossEntropy(), Momentum(model, lr=0.05, momentum=0.5))
     with trainer:
         history = trainer.train()
         stats = trainer.parallel_stats() if parallel else {}
@@ -71,7 +71,7 @@ def main(out, what):
         trainer.train(shuffle=False)  # raises WorkerError on every rank
         return
     results = {}
-    for name, options in {"async": dict(ps_mode="async", compression="int8"),
+    for name, options in {"async": dict(ps_mode="async", compression="fp16"),
                           "stale": dict(ps_mode="stale", staleness=1, straggler=(0, STRAGGLER))}.items():
         model, history, stats, optimizer = train(**options)
         results.update({f"{name}.param.{key}": p.data for key, p in model.named_params()})

@@ -54,7 +54,7 @@ def test_process_workers_learn_mnist_asynchronously(mode, staleness, tmp_path):
     trainer = Trainer(3, evaluator=AccuracyEval(), progress=None, enable_parallel=True, thread_count=2,
                       parallel_backend="process", parallel_strategy="parameter_server", ps_mode=mode,
                       staleness=staleness, num_servers=2)
-    trainer.init(data, model, losses.SoftmaxCrossEntropy(), Momentum(model, lr=0.03))
+    trainer.init(data, model, losses.SoftmaxCrossEntropy(), Momentum(model, lr=0.05, momentum=0.5))
     with trainer:
         history = trainer.train()
         stats = trainer.parallel_stats()
