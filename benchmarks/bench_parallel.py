@@ -31,7 +31,7 @@ Targets (checked on a quiet machine):
   im2col and its reshapes were memory-bound NumPy loops that BLAS did not
   spread over cores. Convolution is now one GEMM per pass over a strided
   view, but on the 2-core development machine BLAS on two threads still
-  makes the whole step only 1.0-1.2x faster than on one (its products are
+  makes the whole step only 0.9-1.2x as fast as on one (its products are
   small and the pooling, ReLU and copies around them are single-threaded),
   so the ceiling stays near 2. The target line prints the ceiling next to
   the measured ratio and says when the target is out of reach there.
