@@ -54,7 +54,10 @@ the strategy raises ``WorkerError`` naming the worker (under MPI on every
 rank: every rank receives every worker's summary). A worker process that
 dies (SIGKILL) is noticed by the process executor within a fraction of a
 second; it aborts the world, which releases the servers' thread and the
-other workers.
+other workers. Every wait is bounded by the communicator's time-out (60 s
+on the process world, 300 s under MPI): a single step, or a wait held back
+for a straggler, longer than that ends the epoch with ``CommunicatorError``
+instead of waiting on.
 
 Every message is one uint8 array: a header of five int64 (kind, partition
 and three numbers) and a body: parameter bytes, or for a push one byte per
