@@ -163,7 +163,8 @@ case("BatchNorm1d momentum str", ValueError, ["BatchNorm1d", "momentum"], lambda
 case("seed str", ValueError, ["seed", "non-negative int", "'a'"], lambda: ta.seed("a"))
 case("seed -1", ValueError, ["seed", "-1"], lambda: ta.seed(-1))
 for op, fn, x in [("broadcast_to", F.broadcast_to, var(3)), ("sum_to", F.sum_to, var(2, 3))]:
-    for label, shape in [("float", (1.0, 3)), ("str", ("2", 3)), ("int", 3), ("negative", (-1, 3))]:
+    for label, shape in [("float", (1.0, 3)), ("str", ("2", 3)), ("int", 3), ("negative", (-1, 3)),
+                         ("bool", (True, 3)), ("negative NumPy int", (np.int64(-1), 3))]:
         case(f"{op} shape {label}", TypeError, [op, "shape", "ints", repr(shape) if label != "int" else "int 3"],
              lambda fn=fn, x=x, shape=shape: fn(x, shape))
 case("split 2.5 sections", TypeError, ["split", "indices_or_sections", "2.5"], lambda: F.split(var(4), 2.5))

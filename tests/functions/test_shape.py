@@ -101,6 +101,15 @@ def test_broadcast_to_and_sum_to_are_adjoint(xp, to_xp, shapes, data):
     gradcheck(lambda v: F.sum_to(v, small), to_xp(g))
 
 
+def test_sum_to_and_broadcast_to_take_numpy_ints_and_lists_as_shapes(xp, to_xp):
+    g = np.arange(6.0).reshape(2, 3)
+    for shape in [(np.int64(1), 3), [1, np.int32(3)]]:
+        y = F.sum_to(var(to_xp, g), shape)
+        assert y.shape == (1, 3) and all(type(n) is int for n in y.shape)
+        np.testing.assert_allclose(host(y), [[3.0, 5.0, 7.0]])
+        assert F.broadcast_to(y, [2, np.int64(3)]).shape == (2, 3)
+
+
 def test_broadcast_to_error(xp, to_xp):
     with pytest.raises(ValueError, match=r"broadcast_to: cannot broadcast shape \(2,\) to \(3,\)"):
         F.broadcast_to(var(to_xp, np.ones(2)), (3,))

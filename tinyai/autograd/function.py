@@ -186,6 +186,6 @@ class Function:
 def _all_arrays(values: tuple) -> bool:
     """True when every value is a raw NumPy/CuPy array (no Variable, no Python number)."""
     for value in values:
-        if not is_array(value):
+        if type(value) is not np.ndarray and not is_array(value):  # NumPy's, the usual case, first
             return False
     return True

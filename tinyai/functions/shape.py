@@ -41,13 +41,28 @@ def check_shape(shape: Any, op: str) -> tuple[int, ...]:
     """
     if not isinstance(shape, (tuple, list)):
         raise TypeError(f"{op}: shape must be a tuple of ints, got {type(shape).__name__} {shape!r}")
+    # Every backward that sums a broadcast gradient comes here with an array's
+    # own shape, a tuple of Python ints: that case is checked in one plain loop.
+    plain = type(shape) is tuple
     for n in shape:
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        if type(n) is not int:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+                raise TypeError(f"{op}: shape must be a tuple of non-negative ints, got {tuple(shape)!r}")
+            plain = False
+        if n < 0:
             raise TypeError(f"{op}: shape must be a tuple of non-negative ints, got {tuple(shape)!r}")
-    return tuple(int(n) for n in shape)
+    return shape if plain else tuple(int(n) for n in shape)
 
 
 # -- sum_to / broadcast_to ---------------------------------------------------------
+def _broadcasts(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether each axis of ``shape`` is 1 or the size of the same axis of ``target`` (equally long)."""
+    for n, m in zip(shape, target):
+        if n != 1 and n != m:
+            return False
+    return True
+
+
 def sum_to_array(x: Any, shape: tuple[int, ...]) -> Any:
     """Sum the array ``x`` down to ``shape`` (the inverse of NumPy broadcasting).
 
@@ -82,7 +97,7 @@ class SumTo(Function):
 
     def forward(self, x):
         shape, lead = self.shape, x.ndim - len(self.shape)
-        if lead < 0 or any(n != 1 and n != m for n, m in zip(shape, x.shape[lead:])):
+        if lead < 0 or not _broadcasts(shape, x.shape[lead:]):
             raise ValueError(f"sum_to: shape {x.shape} cannot be summed down to {shape} "
                              f"({shape} does not broadcast to {x.shape})")
         return sum_to_array(x, shape)
