@@ -109,3 +109,38 @@ def test_dropped_executor_is_released_by_its_finalizer():
         time.sleep(0.05)
     assert not any(is_running(p) for p in pids)
     assert not any(_segment_exists(n) for n in names)
+
+
+def _ask_the_master(worker, value):
+    """On a worker: send the master a number through the world and its shared buffer; what comes back."""
+    master = worker.world.size - 1
+    first = next(iter(worker.shared))
+    worker.shared[first][...] = value  # the master reads it there
+    worker.world.send(np.array([worker.worker_id]), master)
+    return float(worker.world.recv(master)), float(worker.shared[first].reshape(-1)[0])
+
+
+def test_run_serves_the_workers_from_a_thread_of_the_master_and_releases_them_if_it_fails():
+    ta.seed(0)
+    executor = ProcessExecutor(TwoLayerNet(), MeanSquared(), 2)
+    try:
+        def serve(comm):  # the master's rank is the last: it answers each worker with twice its number
+            for _ in range(2):
+                source, _ = comm.recv_any()
+                buffer = executor.worker_buffers(source)
+                value = float(next(iter(buffer.values())).reshape(-1)[0])
+                next(iter(buffer.values()))[...] = -value
+                comm.send(np.array(2 * value), source)
+
+        assert executor.run(_ask_the_master, [(1.5,), (4.0,)], serve=serve) == [(3.0, -1.5), (8.0, -4.0)]
+
+        def fail(comm):
+            comm.recv_any()
+            raise ValueError("the server broke")
+
+        started = time.monotonic()
+        with pytest.raises(ValueError, match="the server broke"):
+            executor.run(_ask_the_master, [(1.0,), (2.0,)], serve=fail)
+        assert time.monotonic() - started < 15.0  # the workers waiting for an answer were released (a hang guard)
+    finally:
+        executor.shutdown()
