@@ -292,6 +292,7 @@ def write_pid(comm, folder: str) -> None:
 
 def fail_on_rank_one(comm, folder: str):
     write_pid(comm, folder)
+    comm.barrier()  # every rank has written its pid before rank 1 fails (the test counts them)
     if comm.rank == 1:
         raise KeyError("the shard of rank one")
     comm.allreduce(np.ones(3))  # the others wait here for rank 1 until it is known to have failed
