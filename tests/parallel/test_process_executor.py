@@ -144,3 +144,21 @@ def test_run_serves_the_workers_from_a_thread_of_the_master_and_releases_them_if
         assert time.monotonic() - started < 15.0  # the workers waiting for an answer were released (a hang guard)
     finally:
         executor.shutdown()
+
+
+def test_a_task_the_worker_cannot_unpickle_is_reported_and_the_worker_lives_on(tmp_path, monkeypatch):
+    # A module the master can import but the workers, started before it existed, cannot find:
+    # like a function defined in an unguarded __main__ under the spawn start method.
+    executor = ProcessExecutor(TwoLayerNet(), MeanSquared(), 2)
+    try:
+        (tmp_path / "only_in_the_master.py").write_text("def double(context, value):\n    return 2 * value\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        import only_in_the_master
+
+        with pytest.raises(WorkerError, match=r"worker 0 raised .*could not be unpickled.*only_in_the_master"):
+            executor.run(only_in_the_master.double, [(1,), (2,)])
+        assert all(is_running(pid) for pid in executor.pids)
+        x, y = _batch(4)
+        assert all(r.success for r in executor.compute(TwoLayerNet(), x, y))  # the workers still serve
+    finally:
+        executor.shutdown()

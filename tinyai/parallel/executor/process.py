@@ -241,7 +241,13 @@ def _serve(worker_id: int, conn: Any, payload: bytes, layout: FlatLayout, segmen
     inbox: shared_memory.SharedMemory | None = None
     conn.send(Ready(os.getpid()))
     while True:
-        task = conn.recv()
+        message = conn.recv_bytes()
+        try:
+            task = pickle.loads(message)
+        except Exception as exc:  # e.g. a function of __main__ that this process cannot import
+            conn.send(Failed(0, type(exc).__name__, f"the task could not be unpickled in the worker: {exc}",
+                             "".join(traceback.format_exception(exc))))
+            continue
         if task is None:
             _close(inbox)
             return
