@@ -20,6 +20,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from benchmarks.common import format_bytes
+
 SECTION = "compression"
 TITLE = "Gradient compression (bytes, MNIST accuracy, time)"
 
@@ -70,13 +72,6 @@ def run(quick: bool = False) -> dict[str, Any]:
     return {"mnist_mlp": {"epochs": epochs, "workers": 2, "limit": limit, "runs": training}}
 
 
-def _size(nbytes: float) -> str:
-    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.0f} {unit}"
-    return f"{nbytes:.0f} B"
-
-
 def report(data: dict[str, Any]) -> str:
     lines = []
     mnist = data["mnist_mlp"]
@@ -85,8 +80,8 @@ def report(data: dict[str, Any]) -> str:
                  f"{'s/epoch':>8}")
     for name, r in mnist["runs"].items():
         ratio = f"{r['ratio']:6.1f}x" if r["ratio"] else "      -"
-        lines.append(f"{name:>14} {r['accuracy'] * 100:8.2f}% {_size(r['bytes_sent_per_epoch']):>11} "
-                     f"{_size(r['bytes_dense_per_epoch']):>12} {ratio:>7} {r['seconds_per_epoch']:8.2f}")
+        lines.append(f"{name:>14} {r['accuracy'] * 100:8.2f}% {format_bytes(r['bytes_sent_per_epoch']):>11} "
+                     f"{format_bytes(r['bytes_dense_per_epoch']):>12} {ratio:>7} {r['seconds_per_epoch']:8.2f}")
     runs = mnist["runs"]
     base, topk, int8 = runs["none"], runs["topk 1% + EF"], runs["int8"]
     checks = [

@@ -29,6 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import format_bytes
+
 SECTION = "ring_allreduce"
 TITLE = "Ring all-reduce vs MPI's Allreduce (float32, 1 KB - 64 MB, mpiexec -n 2)"
 
@@ -63,20 +65,13 @@ def run(quick: bool = False) -> dict[str, Any]:
     return data
 
 
-def _size(nbytes: float) -> str:
-    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
-        if nbytes >= scale:
-            return f"{nbytes / scale:.0f} {unit}"
-    return f"{nbytes:.0f} B"
-
-
 def report(data: dict[str, Any]) -> str:
     if "skipped" in data:
         return f"ring vs MPI Allreduce: skipped ({data['skipped']})"
     lines = [f"all-reduce of float32 arrays on {data['ranks']} MPI ranks (median ms; ring/MPI ratio)",
              f"{'size':>8} {'ring':>10} {'MPI':>10} {'tinyai':>10} {'ring/MPI':>9}"]
     for row in data["rows"]:
-        lines.append(f"{_size(row['bytes']):>8} {row['ring_s'] * 1e3:10.3f} {row['mpi_s'] * 1e3:10.3f} "
+        lines.append(f"{format_bytes(row['bytes']):>8} {row['ring_s'] * 1e3:10.3f} {row['mpi_s'] * 1e3:10.3f} "
                      f"{row['tinyai_s'] * 1e3:10.3f} {row['ring_s'] / row['mpi_s']:9.2f}")
     lines.append(f"load average {data['load_average_before']:.1f} before, {data['load_average_after']:.1f} after, "
                  f"on {data['cpus']} CPUs")

@@ -156,6 +156,14 @@ def describe_machine(info: dict[str, Any]) -> str:
             f"{info['cpu_count']} CPUs, {info['platform']}\nBLAS: {blas}")
 
 
+def format_bytes(nbytes: float) -> str:
+    """``nbytes`` in the largest unit that keeps it at 1 or more: "64 MB", "16 KB", "512 B"."""
+    for unit, scale in (("MB", 1 << 20), ("KB", 1 << 10)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.0f} {unit}"
+    return f"{nbytes:.0f} B"
+
+
 def format_table(headers: list[str], rows: list[list[Any]]) -> str:
     """A plain-text table, numbers right-aligned."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]

@@ -3,8 +3,12 @@
 They live in a module of their own so that worker processes (started with
 'spawn') can import them by name when unpickling a replica.
 """
+import numpy as np
+
+import tinyai as ta
 import tinyai.functions as F
 from tinyai import nn
+from tinyai.backend import default_dtype
 
 
 class TwoLayerNet(nn.Block):
@@ -113,3 +117,16 @@ class DyingLoss(MeanSquared):
         if len(target.data) < 7:
             os.kill(os.getpid(), signal.SIGKILL)
         return super().loss(target, prediction)
+
+
+def regression_data(n: int = 50, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """n random float64 examples for TwoLayerNet: x (n, 6), y (n, 3)."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 6)), rng.standard_normal((n, 3))
+
+
+def float64_net(seed: int = 5) -> TwoLayerNet:
+    """A TwoLayerNet in float64 (for exact comparisons), its weights drawn from ``seed``."""
+    with default_dtype(np.float64):
+        ta.seed(seed)
+        return TwoLayerNet()

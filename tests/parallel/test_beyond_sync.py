@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import tinyai as ta
-from tinyai.backend import default_dtype
 from tinyai.data import ArrayDataset
 from tinyai.optim import SGD, Momentum
 from tinyai.parallel.executor import WorkerError
@@ -12,22 +11,11 @@ from tinyai.parallel.strategy.parameter_server import partition_parameters
 from tinyai.parallel.utils import deep_copy_model
 from tinyai.training import Trainer
 
-from tests.parallel.models import MeanSquared, TwoLayerNet
-
-
-def _data(n=50, seed=3):  # the Trainer trains on 80%: 40 examples
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, 6)), rng.standard_normal((n, 3))
-
-
-def _net(seed=5):
-    with default_dtype(np.float64):
-        ta.seed(seed)
-        return TwoLayerNet()
+from tests.parallel.models import MeanSquared, float64_net, regression_data
 
 
 def _train(model, optimizer_cls=SGD, epochs=2, batch=10, loss=None, n=50, **parallel):
-    x, y = _data(n)
+    x, y = regression_data(n)
     dataset = ArrayDataset(x, y, batch_size=batch)
     trainer = Trainer(epochs, progress=False)
     if parallel:  # every option through configure_parallel_training (the Trainer's keywords are tested below)
@@ -54,7 +42,7 @@ def _moved(a, b):
                                                          pytest.param(2, "process", Momentum,
                                                                       marks=pytest.mark.slow)])
 def test_sync_parameter_server_equals_allreduce_float64(servers, backend, optimizer):
-    reference = _net()
+    reference = float64_net()
     start = deep_copy_model(reference)
     _train(reference, optimizer)  # single thread
     model = deep_copy_model(start)
@@ -78,7 +66,7 @@ def test_partition_balances_sizes_and_keeps_every_name_once():
 
 @pytest.mark.parametrize("mode, staleness", [("async", None), ("stale", 1)])
 def test_async_workers_take_whole_batches_and_see_every_sample_once(mode, staleness):
-    model = _net()
+    model = float64_net()
     start = deep_copy_model(model)
     trainer = _train(model, parallel_strategy="parameter_server", ps_mode=mode, staleness=staleness,
                      num_servers=2, batch=4)
@@ -95,10 +83,10 @@ def test_async_assignment_partitions_the_epoch():
     from tinyai.parallel import DataParallel
     from tinyai.parallel.strategy.parameter_server import ParameterServer
 
-    x, y = _data(n=30)
+    x, y = regression_data(n=30)
     x = x.astype(np.float32)  # as the data set holds it
     batches = ArrayDataset(x, y, batch_size=4).get_batches()  # 8 batches, the last of 2
-    model = _net()
+    model = float64_net()
     engine = DataParallel(model, MeanSquared(), 3, backend="thread", strategy=ParameterServer("async"))
     try:
         losses = engine.strategy.train_epoch(batches, SGD(model, lr=0.05))
@@ -117,7 +105,7 @@ def test_stale_synchronous_bound_holds_and_async_exceeds_it():
     # straggler's pushes arrive many updates late; with staleness s the lag of a gradient is at
     # most (W - 1)(2 s + 1) updates (1 for lock-step on 2 workers).
     def lags(mode, staleness):
-        trainer = _train(_net(), epochs=1, batch=2, n=300, parallel_strategy="parameter_server", ps_mode=mode,
+        trainer = _train(float64_net(), epochs=1, batch=2, n=300, parallel_strategy="parameter_server", ps_mode=mode,
                          staleness=staleness, straggler=(0, 0.005))
         stats = trainer.parallel_stats()
         return stats["staleness_histogram"], stats["wait_time_s"]
@@ -140,8 +128,8 @@ class _FailsOnShortBatches(MeanSquared):
 def test_a_dead_async_worker_is_reported_and_the_others_stop():
     # 40 examples in batches of 7: the sixth (index 5, of 5) goes to worker 5 % 2 = 1 and fails; in lock-step
     # (staleness 0) worker 0 would wait for it for ever if the failure were not passed on.
-    x, y = _data()
-    model = _net()
+    x, y = regression_data()
+    model = float64_net()
     trainer = Trainer(1, progress=False, enable_parallel=True, thread_count=2, parallel_backend="thread",
                       parallel_strategy="parameter_server", ps_mode="stale", staleness=0)
     trainer.init(ArrayDataset(x, y, batch_size=7), model, _FailsOnShortBatches(), SGD(model, lr=0.1))
@@ -155,7 +143,7 @@ def test_a_dead_async_worker_is_reported_and_the_others_stop():
                                             pytest.param("process", 9, marks=pytest.mark.slow)])
 def test_local_sgd_every_step_with_sgd_equals_allreduce_float64(backend, batch):
     # batch 9: 40 examples in 9, 9, 9, 9, 4 (uneven shards); 13: the last batch of 1 leaves a worker idle.
-    reference = _net()
+    reference = float64_net()
     start = deep_copy_model(reference)
     _train(reference, batch=batch)
     model = deep_copy_model(start)
@@ -165,7 +153,7 @@ def test_local_sgd_every_step_with_sgd_equals_allreduce_float64(backend, batch):
 
 
 def test_local_sgd_with_longer_periods_exchanges_less_and_still_learns():
-    model = _net()
+    model = float64_net()
     start = deep_copy_model(model)
     trainer = _train(model, Momentum, epochs=3, batch=4, parallel_strategy="local_sgd", sync_every=4)
     stats = trainer.parallel_stats()
@@ -206,8 +194,8 @@ def test_gradient_accumulation_is_refused_where_workers_update_on_their_own():
 
 def test_more_servers_than_parameters_are_refused():
     # (Asynchronous modes on processes and MPI: test_ps_async.py and test_ps_async_mpi.py.)
-    x, y = _data()
-    model = _net()
+    x, y = regression_data()
+    model = float64_net()
     trainer = Trainer(1, progress=False, enable_parallel=True, thread_count=2, parallel_backend="thread",
                       parallel_strategy="parameter_server", num_servers=5)
     with pytest.raises(ValueError, match="num_servers must be between 1 and the model's 4"):
@@ -219,7 +207,7 @@ def test_compressed_sync_pushes_equal_compressed_allreduce():
     # feedback residuals): the servers must end where compressed all-reduce ends, not where dense does.
     from tinyai.parallel.compression import ErrorFeedback, TopK
 
-    start = _net()
+    start = float64_net()
     runs = {}
     for name, options in {"allreduce": {"compression": ErrorFeedback(TopK(0.2))},
                           "ps": {"parallel_strategy": "parameter_server", "num_servers": 2,
@@ -236,7 +224,7 @@ def test_compressed_sync_pushes_equal_compressed_allreduce():
 
 
 def test_async_pushes_can_be_compressed():
-    model = _net()
+    model = float64_net()
     start = deep_copy_model(model)
     trainer = _train(model, epochs=3, batch=4, parallel_strategy="parameter_server", ps_mode="async",
                      compression="int8")
@@ -275,7 +263,7 @@ def test_local_sgd_every_step_with_an_exact_compressor_equals_uncompressed_float
     # examples each step: equal shares, with which local momentum averages to the all-reduce momentum too.
     from tinyai.parallel.compression import TopK
 
-    start = _net()
+    start = float64_net()
     reference = deep_copy_model(start)
     _train(reference, optimizer)  # single thread
     for options in [dict(sync_every=1), dict(sync_every=1, compression=TopK(1.0))]:
@@ -297,7 +285,7 @@ def test_compressed_local_sgd_sends_int8_deltas_and_learns_as_well(backend):
     x, y = _linear_data()
     runs = {}
     for name, compression in [("dense", None), ("int8", "int8"), ("topk", ErrorFeedback(TopK(0.25)))]:
-        model = _net()
+        model = float64_net()
         trainer = Trainer(4, progress=False, enable_parallel=True, thread_count=2, parallel_backend=backend,
                           parallel_strategy="local_sgd", sync_every=2, compression=compression)
         trainer.init(ArrayDataset(x, y, batch_size=4), model, MeanSquared(), Momentum(model, lr=0.05))
@@ -305,7 +293,7 @@ def test_compressed_local_sgd_sends_int8_deltas_and_learns_as_well(backend):
             ta.seed(11)
             trainer.train(shuffle=False)
         runs[name] = (trainer.monitor.history["loss"], trainer.parallel_stats())
-    entries = sum(p.data.size for p in _net().params())
+    entries = sum(p.data.size for p in float64_net().params())
     # 10 steps an epoch, H = 2: 5 averages an epoch, 4 epochs. An int8 delta is one byte an entry and a
     # float64 scale for each of the 4 tensors; dense local SGD sends the parameters and the momentum.
     int8 = runs["int8"][1]
@@ -328,7 +316,7 @@ def test_local_sgd_resumed_from_a_checkpoint_continues_exactly(tmp_path):
     path = tmp_path / "local_sgd.npz"
 
     def run(epochs, **checkpoint):
-        model = _net()
+        model = float64_net()
         options = dict(progress=None, eval_every=0, enable_parallel=True, thread_count=2, parallel_backend="thread",
                        parallel_strategy="local_sgd", sync_every=2)
         setup = dict(dataset=ArrayDataset(x, y, batch_size=4), model=model, loss=MeanSquared(),

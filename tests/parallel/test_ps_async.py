@@ -9,7 +9,6 @@ import pytest
 
 import tinyai as ta
 from tinyai import losses, nn
-from tinyai.backend import default_dtype
 from tinyai.data import ArrayDataset
 from tinyai.data.mnist import MnistDataSet
 from tinyai.optim import SGD, Momentum
@@ -19,23 +18,12 @@ from tinyai.training.checkpoint import load_checkpoint
 from tinyai.training.recipes import FixedSplit
 from tinyai.parallel.utils import deep_copy_model
 
-from tests.parallel.models import DyingLoss, MeanSquared, ShortBatchLoss, TwoLayerNet
-
-
-def _data(n=50, seed=3):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((n, 6)), rng.standard_normal((n, 3))
-
-
-def _net(seed=5):
-    with default_dtype(np.float64):
-        ta.seed(seed)
-        return TwoLayerNet()
+from tests.parallel.models import DyingLoss, MeanSquared, ShortBatchLoss, float64_net, regression_data
 
 
 def _trainer(model, loss=None, optimizer_cls=SGD, epochs=2, batch=4, n=50, x=None, y=None, **options):
     if x is None:
-        x, y = _data(n)
+        x, y = regression_data(n)
     trainer = Trainer(epochs, progress=None)  # straggler= is an option of configure_parallel_training only
     trainer.configure_parallel_training(True, 2, "process", parallel_strategy="parameter_server", **options)
     trainer.init(ArrayDataset(x, y, batch_size=batch), model, loss or MeanSquared(), optimizer_cls(model, lr=0.1))
@@ -81,7 +69,7 @@ def test_stale_synchronous_bound_holds_on_processes_and_async_exceeds_it():
     # loaded machine). With staleness s no gradient is more than (W - 1)(2 s + 1) updates late; without
     # the waiting the fast worker runs ahead, and the straggler's pushes arrive late.
     def lags(mode, staleness):
-        trainer = _trainer(_net(), epochs=1, batch=2, n=100, ps_mode=mode, staleness=staleness,
+        trainer = _trainer(float64_net(), epochs=1, batch=2, n=100, ps_mode=mode, staleness=staleness,
                            straggler=(0, 0.02))
         with trainer:
             trainer.train(shuffle=False)
@@ -98,7 +86,7 @@ def test_stale_synchronous_bound_holds_on_processes_and_async_exceeds_it():
 def test_a_worker_that_raises_is_named_and_the_other_stops():
     # 40 examples in batches of 7: the short sixth (index 5) goes to worker 5 % 2 = 1 and raises; in
     # lock-step (staleness 0) worker 0 would wait for it for ever if the failure were not passed on.
-    trainer = _trainer(_net(), ShortBatchLoss(), epochs=1, batch=7, ps_mode="stale", staleness=0)
+    trainer = _trainer(float64_net(), ShortBatchLoss(), epochs=1, batch=7, ps_mode="stale", staleness=0)
     with pytest.raises(WorkerError, match="worker 1 failed: ValueError: short batch") as info:
         trainer.train(shuffle=False)
     assert info.value.worker_id == 1
@@ -107,7 +95,7 @@ def test_a_worker_that_raises_is_named_and_the_other_stops():
 
 @pytest.mark.parametrize("mode, staleness", [("async", None), ("stale", 0)])
 def test_a_sigkilled_worker_is_reported_within_seconds_and_nothing_hangs(mode, staleness):
-    trainer = _trainer(_net(), DyingLoss(), epochs=1, batch=7, ps_mode=mode, staleness=staleness)
+    trainer = _trainer(float64_net(), DyingLoss(), epochs=1, batch=7, ps_mode=mode, staleness=staleness)
     executor = trainer._parallel.engine.executor
     started = time.monotonic()
     with pytest.raises(WorkerError, match=r"worker 1 \(pid \d+\) died") as info:
@@ -119,7 +107,7 @@ def test_a_sigkilled_worker_is_reported_within_seconds_and_nothing_hangs(mode, s
 
 
 def test_compressed_async_pushes_on_processes():
-    model = _net()
+    model = float64_net()
     start = deep_copy_model(model)
     trainer = _trainer(model, epochs=3, ps_mode="async", compression="int8")
     with trainer:
