@@ -107,3 +107,20 @@ def test_to_gpu_without_gpu_says_why():
         pytest.skip("a GPU is present")
     with pytest.raises(RuntimeError, match="GPU backend is not available"):
         ta.Variable(np.ones(2)).to_gpu()
+
+
+def test_the_gradient_of_a_0d_input_is_a_0d_array_like_its_data():
+    # NumPy's arithmetic on 0-d arrays returns scalars (np.float64), which have no
+    # in-place operations and no .base: a leaf's gradient must stay an array.
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        value = rng.standard_normal(dtype=dtype)
+        x = ta.Variable(np.array(value, dtype=dtype))
+        (x * x + F.exp(x)).backward()
+        assert type(x.grad.data) is np.ndarray and x.grad.data.shape == () and x.grad.data.dtype == dtype
+        np.testing.assert_allclose(x.grad.data, 2 * value + np.exp(value), rtol=1e-6)
+        (F.tanh(x) * 3).backward()  # a second backward adds to the gradient
+        assert type(x.grad.data) is np.ndarray and x.grad.data.shape == ()
+        np.testing.assert_allclose(x.grad.data, 2 * value + np.exp(value) + 3 * (1 - np.tanh(value) ** 2),
+                                   rtol=1e-5)
+        x.grad.data += 1.0  # possible only on an array

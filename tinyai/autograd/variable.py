@@ -365,11 +365,14 @@ class Variable:
                                 seen.add(id(creator))
                                 push(heap, (-creator.generation, next(order), creator))
                     elif x.grad is None:  # a leaf: it must not see another array's memory (a view, a retained gradient)
-                        if gx.base is not None or (retain_grad and _retained(gx, gy)):
+                        if isinstance(gx, np.generic):  # NumPy's arithmetic on 0-d arrays gives scalars
+                            gx = np.asarray(gx)
+                        elif gx.base is not None or (retain_grad and _retained(gx, gy)):
                             gx = gx.copy(order="K")  # "K": keep its memory layout
                         x.grad = _fresh_variable(gx)
                     else:  # a leaf: it keeps the sum, in a new array
-                        x.grad = _fresh_variable(x.grad.data + gx)
+                        total = x.grad.data + gx
+                        x.grad = _fresh_variable(np.asarray(total) if isinstance(total, np.generic) else total)
             if not retain_grad:
                 self.grad = None
         finally:
