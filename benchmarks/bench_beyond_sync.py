@@ -67,6 +67,8 @@ class StragglerLoss:
 
 
 def train(options: dict[str, Any], epochs: int, limit: int | None, delay: float = STRAGGLER_SECONDS) -> dict[str, Any]:
+    """One MNIST MLP run on two workers with the parallel ``options`` (``delay``: the straggler's
+    seconds per step, 0 for none); its accuracy, bytes, time and parallel statistics per epoch."""
     import tinyai as ta
     from tinyai.training import Trainer
     from tinyai.training.recipes import Settings, build_mnist_mlp
@@ -76,7 +78,8 @@ def train(options: dict[str, Any], epochs: int, limit: int | None, delay: float 
     trainer = Trainer(epochs, evaluator=setup.evaluator, progress=None, eval_every=0)
     options = dict(options)
     trainer.configure_parallel_training(True, 2, options.pop("parallel_backend", "thread"), **options)
-    trainer.init(setup.dataset, setup.model, StragglerLoss(setup.loss, delay), setup.optimizer)
+    loss = StragglerLoss(setup.loss, delay) if delay else setup.loss
+    trainer.init(setup.dataset, setup.model, loss, setup.optimizer)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -84,6 +87,7 @@ def train(options: dict[str, Any], epochs: int, limit: int | None, delay: float 
     accuracy = trainer.evaluate()["test_accuracy"]
     trainer.shutdown()
     return {"accuracy": accuracy, "bytes_sent_per_epoch": stats["bytes_sent"] / epochs,
+            "bytes_dense_per_epoch": stats["bytes_dense"] / epochs,
             "seconds_per_epoch": seconds / epochs, "updates": stats["updates"],
             "wait_time_s": stats["wait_time_s"], "staleness_histogram": stats["staleness_histogram"]}
 

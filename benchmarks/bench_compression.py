@@ -17,7 +17,6 @@ the machine.
 """
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from benchmarks.common import format_bytes
@@ -43,25 +42,13 @@ def _configs() -> dict[str, Any]:
 
 
 def _train(compression: Any, epochs: int, limit: int | None) -> dict[str, Any]:
-    import tinyai as ta
-    from tinyai.training import Trainer
-    from tinyai.training.recipes import Settings, build_mnist_mlp
+    """One MNIST MLP run on two worker threads, all-reduce with ``compression``, no straggler."""
+    from benchmarks.bench_beyond_sync import train
 
-    ta.seed(0)
-    setup = build_mnist_mlp(Settings(epochs=epochs, batch_size=64, lr=0.1, optimizer="sgd", limit=limit))
-    trainer = Trainer(epochs, evaluator=setup.evaluator, enable_parallel=True, thread_count=2,
-                      parallel_backend="thread", compression=compression, progress=None, eval_every=0,
-                      dataset=setup.dataset, model=setup.model, loss=setup.loss, optimizer=setup.optimizer)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    stats = trainer.parallel_stats()
-    accuracy = trainer.evaluate()["test_accuracy"]
-    trainer.shutdown()
-    return {"accuracy": accuracy, "bytes_sent_per_epoch": stats["bytes_sent"] / epochs,
-            "bytes_dense_per_epoch": stats["bytes_dense"] / epochs,
-            "ratio": stats["bytes_dense"] / stats["bytes_sent"] if stats["bytes_sent"] else None,
-            "seconds_per_epoch": seconds / epochs}
+    run = train({"parallel_backend": "thread", "compression": compression}, epochs, limit, delay=0.0)
+    sent, dense = run["bytes_sent_per_epoch"], run["bytes_dense_per_epoch"]
+    run["ratio"] = dense / sent if sent else None
+    return run
 
 
 def run(quick: bool = False) -> dict[str, Any]:

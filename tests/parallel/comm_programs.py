@@ -181,7 +181,7 @@ def expected(size: int) -> list[dict[str, np.ndarray]]:
     return ranks
 
 
-def compare(results: list[dict[str, np.ndarray]], size: int) -> None:
+def assert_as_expected(results: list[dict[str, np.ndarray]], size: int) -> None:
     """Assert that every rank returned exactly what ``expected`` says (same bits, same dtypes)."""
     wanted = expected(size)
     assert len(results) == size

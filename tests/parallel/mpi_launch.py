@@ -4,7 +4,8 @@
 missing; ``launch_mpi`` starts ``mpiexec -n RANKS python -m MODULE ARGS...`` from
 the repository root, with one BLAS thread per rank, and kills the whole
 launch if it outlives its time limit, so a hung rank fails the test instead
-of hanging the suite; ``run_mpi`` also requires every rank to succeed.
+of hanging the suite; ``run_mpi`` also requires every rank to succeed;
+``launch`` runs any command (a script alone, or an mpiexec line built by hand) the same way.
 """
 import importlib.util
 import os
@@ -35,9 +36,16 @@ needs_mpi = pytest.mark.skipif(
 
 def launch_mpi(ranks, module, *args, timeout=120):
     """Run ``module`` on ``ranks`` MPI ranks; (exit code, stdout + stderr). A time-out fails the test."""
+    return launch([MPIEXEC, "-n", str(ranks), sys.executable, "-m", module, *map(str, args)], timeout)
+
+
+def launch(command, timeout=120):
+    """Run ``command`` from the repository root with one BLAS thread (per rank); (exit code, output).
+
+    It runs in its own process group, killed whole if it outlives ``timeout``, which fails the test.
+    """
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
-    command = [MPIEXEC, "-n", str(ranks), sys.executable, "-m", module, *map(str, args)]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, start_new_session=True)
     try:

@@ -104,7 +104,7 @@ def expected(rank: int, size: int, prefix: str = "") -> dict[str, np.ndarray]:
     return e
 
 
-def compare(results: list[dict[str, np.ndarray]], size: int, prefix: str = "") -> None:
+def assert_as_expected(results: list[dict[str, np.ndarray]], size: int, prefix: str = "") -> None:
     """Every rank's results equal the expectation, and are bit-identical across ranks."""
     assert len(results) == size
     for rank, got in enumerate(results):

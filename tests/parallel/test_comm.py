@@ -48,21 +48,21 @@ def pids_in(folder):
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4])
 def test_every_operation_on_threads(size):
-    comm_programs.compare(spmd(comm_programs.every_operation, size, backend="thread", timeout=30), size)
+    comm_programs.assert_as_expected(spmd(comm_programs.every_operation, size, backend="thread", timeout=30), size)
 
 
 def test_every_operation_on_processes():
     """Sizes 1 to 4 in two launches: a world of 1, and a world of 4 split into sub-communicators of 3, 2 and 1."""
     runs = spmd(comm_programs.every_operation_and_names, 1, backend="process", timeout=30)
-    comm_programs.compare([results for results, _ in runs], 1)
+    comm_programs.assert_as_expected([results for results, _ in runs], 1)
     names = set(runs[0][1])
     ranks = spmd(comm_programs.every_operation_in_sizes, 4, backend="process", timeout=30)
     assert not mp.active_children()
-    comm_programs.compare([rank["runs"][4] for rank in ranks], 4)
-    comm_programs.compare([rank["runs"][3] for rank in ranks[:3]], 3)
-    comm_programs.compare([ranks[3]["runs"][1]], 1)
-    comm_programs.compare([ranks[0]["runs"][2], ranks[1]["runs"][2]], 2)
-    comm_programs.compare([ranks[2]["runs"][2], ranks[3]["runs"][2]], 2)
+    comm_programs.assert_as_expected([rank["runs"][4] for rank in ranks], 4)
+    comm_programs.assert_as_expected([rank["runs"][3] for rank in ranks[:3]], 3)
+    comm_programs.assert_as_expected([ranks[3]["runs"][1]], 1)
+    comm_programs.assert_as_expected([ranks[0]["runs"][2], ranks[1]["runs"][2]], 2)
+    comm_programs.assert_as_expected([ranks[2]["runs"][2], ranks[3]["runs"][2]], 2)
     world_names = set(ranks[0]["names"])
     assert len(names) == 1 + 1 and len(world_names) == 1 + 4 * 4  # a segment, a semaphore per ordered pair
     assert not (names | world_names) & shared_segments()  # nothing left in /dev/shm
@@ -94,7 +94,7 @@ def test_process_world_in_rounds_and_on_a_subset_of_its_ranks(start_method):
         name = world.segment_name
         children_closed = name in shared_segments()
         world.close()
-    comm_programs.compare(results, len(members))
+    comm_programs.assert_as_expected(results, len(members))
     assert children_closed  # the children's close() left the block to its creator
     assert name not in shared_segments()
 
@@ -261,6 +261,6 @@ def spmd_on(world, fn, members=None):
 def test_thread_world_on_a_subset_of_its_ranks():
     world = ThreadWorld(4, timeout=30)
     results = spmd_on(world, comm_programs.every_operation, members=[3, 1, 0])
-    comm_programs.compare(results, 3)
+    comm_programs.assert_as_expected(results, 3)
     with pytest.raises(ValueError, match="members must be distinct ranks of 0 .. 3, got \\[1, 1\\]"):
         world.communicator(0, members=[1, 1])

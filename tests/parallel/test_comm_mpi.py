@@ -22,7 +22,7 @@ def test_every_operation_on_three_mpi_ranks(tmp_path):
     code, output = launch("all", tmp_path, 3)
     assert code == 0, output
     results = [dict(np.load(tmp_path / f"rank{r}.npz", allow_pickle=False)) for r in range(3)]
-    comm_programs.compare(results, 3)
+    comm_programs.assert_as_expected(results, 3)
     errors = [{name: value.item() for name, value in np.load(tmp_path / f"rank{r}.errors.npz").items()}
               for r in range(3)]
     comm_programs.check_argument_errors(errors, 3)

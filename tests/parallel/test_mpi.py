@@ -5,10 +5,7 @@ with single-thread training done here, in the test process, from the same
 set-up functions. The test process itself never initialises MPI.
 """
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
 
 import numpy as np
@@ -20,7 +17,7 @@ from tinyai.parallel.utils import deep_copy_model
 from tinyai.training import AccuracyEval, Trainer
 
 from tests.parallel import mpi_train_script as script
-from tests.parallel.mpi_launch import MPIEXEC, ROOT, needs_mpi
+from tests.parallel.mpi_launch import MPIEXEC, launch, needs_mpi
 from tests.parallel.models import ClassLoss
 
 LAUNCH_TIMEOUT = 120  # seconds; a launch that takes longer is a hang, and is killed
@@ -31,20 +28,10 @@ def _launch(args, out, ranks=None):
 
     The launch runs in its own process group, killed whole if it outlives LAUNCH_TIMEOUT.
     """
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
     command = [sys.executable, "-m", "tests.parallel.mpi_train_script", *args, str(out)]
     if ranks is not None:
         command = [MPIEXEC, "-n", str(ranks), *command]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
-    try:
-        output, _ = process.communicate(timeout=LAUNCH_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"{' '.join(command)} did not finish within {LAUNCH_TIMEOUT} s (a hang):\n{output}")
-    return process.returncode, output
+    return launch(command, LAUNCH_TIMEOUT)
 
 
 def _rank_files(out, scenario, ranks):

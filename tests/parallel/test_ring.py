@@ -11,21 +11,21 @@ from tests.parallel.mpi_launch import needs_mpi, run_mpi
 
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 5])
 def test_ring_on_threads(size):
-    ring_programs.compare(spmd(ring_programs.ring_checks, size, backend="thread", timeout=30), size)
+    ring_programs.assert_as_expected(spmd(ring_programs.ring_checks, size, backend="thread", timeout=30), size)
 
 
-def _compare_subgroups(results):
+def _assert_subgroups_as_expected(results):
     """``with_subgroups`` results of a world of 5: the world and its sub-rings of 2, 3 and 4."""
     for n in (2, 3, 4, 5):
         prefix = f"n{n}."
-        ring_programs.compare([{k[len(prefix):]: v for k, v in r.items() if k.startswith(prefix)}
+        ring_programs.assert_as_expected([{k[len(prefix):]: v for k, v in r.items() if k.startswith(prefix)}
                                for r in results[:n]], n)
 
 
 @pytest.mark.slow
 def test_ring_on_processes_on_the_world_and_its_splits():
     # One launch of 5 processes (starting them is the slow part); split gives the sub-rings.
-    _compare_subgroups(spmd(ring_programs.with_subgroups, 5, backend="process", timeout=120))
+    _assert_subgroups_as_expected(spmd(ring_programs.with_subgroups, 5, backend="process", timeout=120))
 
 
 @pytest.mark.slow
@@ -37,7 +37,7 @@ def test_ring_under_mpiexec_on_the_world_and_its_splits(tmp_path):
     for rank in range(5):
         with np.load(tmp_path / f"rank{rank}.npz", allow_pickle=False) as f:
             results.append(dict(f))
-    _compare_subgroups(results)
+    _assert_subgroups_as_expected(results)
 
 
 def test_chunk_bounds_cover_the_array():
